@@ -1,0 +1,307 @@
+"""The HiGen UNet: one denoiser for both reasoning stages (higen.md §1, §3).
+
+Run with one frame it is a text-to-image model (every temporal module is skipped: the spatial
+stage); run with ``f`` frames plus a spatial prior and the motion and appearance cues it denoises a
+clip (the temporal stage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint
+from einops import rearrange
+
+from higen.cues import resample_appearance
+from higen.models.config import UNetConfig
+from higen.models.state import check_state_dict
+from higen.models.layers import (
+    Downsample,
+    ResBlock,
+    SpatialTransformer,
+    TemporalTransformer,
+    TextResampler,
+    Upsample,
+    mlp,
+    sinusoidal_embedding,
+    zero_,
+)
+
+
+class UNetUnit(nn.Module):
+    """One step of the encoder or decoder: ResBlock, optional spatial + temporal transformers, optional resampling."""
+
+    def __init__(self, res: ResBlock, spatial: SpatialTransformer | None, temporal: TemporalTransformer | None, resample: nn.Module | None):
+        super().__init__()
+        self.res = res
+        self.spatial = spatial
+        self.temporal = temporal
+        self.resample = resample
+        # The release numbers the present children in order: res 0, spatial 1, temporal 2, upsample last.
+        present = [name for name in ("res", "spatial", "temporal", "resample") if getattr(self, name) is not None]
+        self.vgen_rename = {name: str(i) for i, name in enumerate(present)}
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+        x = self.res(x, emb, num_frames)
+        if self.spatial is not None:
+            x = self.spatial(x, context)
+        if self.temporal is not None:
+            x = self.temporal(x, num_frames)
+        if self.resample is not None:
+            x = self.resample(x)
+        return x
+
+
+class HiGenUNet(nn.Module):
+    """HiGen's unified denoiser. Public layout: ``b c f h w`` in and out (v-prediction).
+
+    Build it from a :class:`UNetConfig`; load released weights with
+    :func:`higen.models.vgen.unet_from_vgen_state_dict`.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        base, emb_dim = c.base_channels, c.embed_dim
+        self.gradient_checkpointing = c.gradient_checkpointing
+
+        # Per-frame conditioning: timestep + motion + appearance (+ fps), all added (higen.md §2).
+        self.time_embed = mlp(base, emb_dim)
+        self.motion_embed = mlp(base, emb_dim, zero_last=True)
+        self.appearance_embed = mlp(c.appearance_width, emb_dim, zero_last=True)
+        self.fps_embed = mlp(base, emb_dim, zero_last=True) if c.use_fps_condition else None
+        self.text_resampler = TextResampler(
+            c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads
+        )
+        # The spatial prior enters once, added after the input conv, identically for every frame.
+        self.prior_embed = zero_(nn.Conv2d(c.in_channels, base, 3, padding=1))
+        self.input_conv = nn.Conv2d(c.in_channels, base, 3, padding=1)
+        self.input_temporal = TemporalTransformer(base, c.init_temporal_heads, c.head_dim) if c.temporal_attention else None
+
+        self.down, skip_channels = self._build_encoder()
+        self.mid = self._build_middle()
+        self.up = self._build_decoder(skip_channels)
+        self.out = nn.Sequential(nn.GroupNorm(32, base), nn.SiLU(), nn.Conv2d(base, c.out_channels, 3, padding=1))
+        nn.init.zeros_(self.out[2].weight)  # the release zeroes the head's weight only
+
+        self.vgen_rename = {
+            "time_embed": "time_embed",
+            "motion_embed": "msim_embedding",
+            "appearance_embed": "asim_embedding",
+            "fps_embed": "fps_embedding",
+            "text_resampler": "context_embedding",
+            "prior_embed": "img_embedding",
+            "input_conv": "input_blocks.0.0",
+            "input_temporal": "input_blocks.0.1",
+            "down": "",
+            "mid": "middle_block",
+            "up": "output_blocks",
+        }
+        self.down.vgen_rename = {str(i): f"input_blocks.{i + 1}" for i in range(len(self.down))}
+
+    # ----------------------------------------------------------------------------------- building
+    def _unit(self, in_ch: int, out_ch: int, attention: bool, context_dim: int, resample: nn.Module | None) -> UNetUnit:
+        c = self.config
+        res = ResBlock(in_ch, out_ch, c.embed_dim, c.dropout, c.temporal_dropout)
+        spatial = SpatialTransformer(out_ch, c.head_dim, context_dim) if attention else None
+        temporal = None
+        if attention and c.temporal_attention:
+            temporal = TemporalTransformer(out_ch, out_ch // c.head_dim, c.head_dim)
+        return UNetUnit(res, spatial, temporal, resample)
+
+    def _build_encoder(self) -> tuple[nn.ModuleList, list[int]]:
+        c = self.config
+        blocks, skips = nn.ModuleList(), [c.base_channels]
+        in_ch = c.base_channels
+        for level, mult in enumerate(c.channel_mult):
+            out_ch = c.base_channels * mult
+            for _ in range(c.num_res_blocks):
+                blocks.append(self._unit(in_ch, out_ch, level in c.attention_levels, c.context_dim, None))
+                in_ch = out_ch
+                skips.append(out_ch)
+            if level != c.num_levels - 1:
+                blocks.append(Downsample(out_ch))
+                skips.append(out_ch)
+        return blocks, skips
+
+    def _build_middle(self) -> nn.Module:
+        c = self.config
+        ch = c.base_channels * c.channel_mult[-1]
+        mid = nn.Module()
+        mid.res1 = ResBlock(ch, ch, c.embed_dim, c.dropout, c.temporal_dropout)
+        mid.spatial = SpatialTransformer(ch, c.head_dim, c.context_dim)
+        mid.temporal = TemporalTransformer(ch, ch // c.head_dim, c.head_dim) if c.temporal_attention else None
+        mid.res2 = ResBlock(ch, ch, c.embed_dim, c.dropout, c.temporal_dropout)
+        present = [n for n in ("res1", "spatial", "temporal", "res2") if getattr(mid, n) is not None]
+        mid.vgen_rename = {n: str(i) for i, n in enumerate(present)}
+        return mid
+
+    def _build_decoder(self, skips: list[int]) -> nn.ModuleList:
+        c = self.config
+        skips = list(skips)
+        blocks = nn.ModuleList()
+        in_ch = c.base_channels * c.channel_mult[-1]
+        for level in reversed(range(c.num_levels)):
+            out_ch = c.base_channels * c.channel_mult[level]
+            for j in range(c.num_res_blocks + 1):
+                upsample = Upsample(out_ch) if level != 0 and j == c.num_res_blocks else None
+                attention = level in c.attention_levels
+                blocks.append(self._unit(in_ch + skips.pop(), out_ch, attention, c.resolved_decoder_context_dim, upsample))
+                in_ch = out_ch
+        return blocks
+
+    # ------------------------------------------------------------------------------- conditioning
+    def frame_embedding(
+        self,
+        timesteps: torch.Tensor,
+        batch: int,
+        frames: int,
+        motion: torch.Tensor | None,
+        appearance: torch.Tensor | None,
+        fps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-frame conditioning vector ``(b f) e`` = time MLP + motion MLP + appearance MLP (higen.md §2)."""
+        base = self.config.base_channels
+        t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps.reshape(batch)
+        emb = self.time_embed(sinusoidal_embedding(t, base))
+        if self.fps_embed is not None and fps is not None:
+            emb = emb + self.fps_embed(sinusoidal_embedding(fps.reshape(-1).expand(batch), base))
+        emb = emb.repeat_interleave(frames, dim=0)
+        emb = emb + self.motion_embedding(motion, batch, frames, timesteps.device)
+        return emb + self.appearance_embedding(appearance, batch, frames, timesteps.device)
+
+    def motion_embedding(self, motion: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
+        """Motion ``b (f-1)`` (per adjacent pair), ``b f``, or ``b``/``b 1`` for one frame -> ``(b f) e``.
+
+        Per-pair values are embedded, then linearly interpolated to ``f`` frame positions before the MLP.
+        """
+        base = self.config.base_channels
+        if motion is None:
+            motion = torch.zeros(batch, max(frames - 1, 1), device=device)
+        motion = motion.reshape(batch, -1)
+        n = motion.shape[1]
+        if frames == 1 and n != 1:
+            raise ValueError(f"one frame takes one motion value per sample, got {n}")
+        if frames > 1 and n not in (frames - 1, frames):
+            raise ValueError(f"motion has {n} values per sample; expected {frames - 1} (per frame pair) or {frames}")
+        emb = sinusoidal_embedding(motion, base).reshape(batch, n, base)
+        if n != frames:
+            emb = nn.functional.interpolate(emb.transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
+        return self.motion_embed(emb.to(self.motion_embed[0].weight.dtype)).reshape(batch * frames, -1)
+
+    def appearance_embedding(self, appearance: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
+        """Appearance ``b f W`` (or a ``b f f`` similarity matrix, resampled to ``W``) -> ``(b f) e``."""
+        width = self.config.appearance_width
+        if appearance is None:
+            appearance = torch.ones(batch, frames, width, device=device)
+        if appearance.dim() != 3 or appearance.shape[:2] != (batch, frames):
+            raise ValueError(f"appearance must be (batch, frames, {width}) = ({batch}, {frames}, {width}); got {tuple(appearance.shape)}")
+        if appearance.shape[2] != width:
+            if appearance.shape[2] != frames:
+                raise ValueError(f"appearance rows have {appearance.shape[2]} values; expected {width} or {frames}")
+            appearance = resample_appearance(appearance, width)
+        return self.appearance_embed(appearance.to(self.appearance_embed[0].weight.dtype)).reshape(batch * frames, -1)
+
+    # ------------------------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        text: torch.Tensor,
+        spatial_prior: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
+        appearance: torch.Tensor | None = None,
+        fps: torch.Tensor | None = None,
+        text_tokens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict v for noisy latents.
+
+        Args:
+            x: noisy latents ``b c f h w``.
+            timesteps: ``b`` (or a scalar) diffusion timesteps.
+            text: text-encoder token features ``b L text_dim`` (before the resampler). Ignored when
+                ``text_tokens`` (the resampler's output, ``b T context_dim``) is given.
+            spatial_prior: the prior latent ``b c h w``; None means zeros (the spatial stage).
+            motion: ``b (f-1)`` values; None means zeros. One frame: ``b``.
+            appearance: ``b f W``; None means ones (static appearance).
+            fps: optional ``b`` frame rates, used only by configs with ``use_fps_condition``.
+        Returns:
+            v-prediction ``b c f h w``.
+        """
+        b, _, f, h, w = x.shape
+        factor = self.config.downscale_factor
+        if h % factor or w % factor:
+            raise ValueError(f"latent size {h}x{w} must be divisible by {factor} (the UNet's downsampling)")
+        emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance, fps)
+        if text_tokens is None:
+            text_tokens = self.text_resampler(text)
+        context = text_tokens.repeat_interleave(f, dim=0)
+        if spatial_prior is None:
+            spatial_prior = torch.zeros(b, x.shape[1], h, w, device=x.device, dtype=x.dtype)
+
+        x = rearrange(x, "b c f h w -> (b f) c h w")
+        x = self.input_conv(x) + self.prior_embed(spatial_prior).repeat_interleave(f, dim=0)
+        if self.input_temporal is not None:
+            x = self.input_temporal(x, f)
+        skips = [x]
+        for block in self.down:
+            x = self._run(block, x, emb, context, f)
+            skips.append(x)
+        x = self._run_middle(x, emb, context, f)
+        for block in self.up:
+            x = self._run(block, torch.cat([x, skips.pop()], dim=1), emb, context, f)
+        x = self.out(x)
+        return rearrange(x, "(b f) c h w -> b c f h w", b=b)
+
+    def _run(self, block: nn.Module, x, emb, context, f) -> torch.Tensor:
+        if isinstance(block, Downsample):
+            return block(x)
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(block, x, emb, context, f, use_reentrant=False)
+        return block(x, emb, context, f)
+
+    def _run_middle(self, x, emb, context, f) -> torch.Tensor:
+        mid = self.mid
+        x = mid.res1(x, emb, f)
+        x = mid.spatial(x, context)
+        if mid.temporal is not None:
+            x = mid.temporal(x, f)
+        return mid.res2(x, emb, f)
+
+    # -------------------------------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """``config.json`` + ``model.safetensors``, each written atomically."""
+        from safetensors.torch import save_file
+
+        from higen.io.files import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / "config.json")
+        state = {k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(directory / "model.safetensors") as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model": "higen-unet"})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device="cpu", dtype: torch.dtype | None = None) -> "HiGenUNet":
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config = UNetConfig.load(directory / "config.json")
+        with torch.device("meta"):
+            model = cls(config)
+        state = load_file(str(directory / "model.safetensors"), device=str(device))
+        check_state_dict({k: tuple(v.shape) for k, v in model.state_dict().items()}, state, source=str(directory))
+        model.load_state_dict(state, assign=True)
+        if dtype is not None:
+            model.to(dtype)
+        return model.eval()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+__all__ = ["HiGenUNet", "UNetConfig"]
