@@ -1,0 +1,194 @@
+"""Behaviour of the HiGen UNet beyond reference parity: image mode, zero-init, any frame count,
+checkpointing, persistence, and conversion over VGen configurations other than the release's."""
+
+import pytest
+import torch
+
+from higen.cues import appearance_template, resample_appearance
+from higen.models.config import UNetConfig, tiny_unet_config
+from higen.models.state import CheckpointError
+from higen.models.unet import HiGenUNet
+from higen.models.vgen import load_checkpoint_file, unet_config_from_vgen_kwargs, unet_from_vgen_state_dict, unet_to_vgen_state_dict
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter (the zero-initialised ones too) random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model.eval()
+
+
+def inputs(config: UNetConfig, b=2, f=4, h=8, w=8):
+    return dict(
+        x=torch.randn(b, config.in_channels, f, h, w),
+        timesteps=torch.tensor([999, 10][:b]),
+        text=torch.randn(b, 5, config.text_dim),
+    )
+
+
+def test_image_mode_ignores_every_temporal_parameter():
+    config = tiny_unet_config()
+    model = randomize(HiGenUNet(config))
+    args = inputs(config, f=1)
+    with torch.no_grad():
+        before = model(**args)
+        for name, p in model.named_parameters():
+            if "temporal" in name:
+                p.add_(1.0)
+        after = model(**args)
+    assert torch.equal(before, after)
+    with torch.no_grad():  # ...but the same perturbation does change a video
+        assert not torch.equal(model(**inputs(config, f=3)), randomize(HiGenUNet(config))(**inputs(config, f=3)))
+
+
+def test_new_branches_are_zero_initialised():
+    torch.manual_seed(1)
+    config = tiny_unet_config()
+    model = HiGenUNet(config).eval()
+    args = inputs(config, f=4)
+    with torch.no_grad():
+        plain = model(**args)
+        cued = model(**args, spatial_prior=torch.randn(2, 4, 8, 8), motion=torch.full((2, 3), 300.0), appearance=torch.rand(2, 4, config.appearance_width))
+    assert torch.equal(plain, cued)
+    # The head's weight is zero-initialised (its bias is not, as in the release): the output is the bias.
+    assert torch.equal(plain, model.out[2].bias.view(1, -1, 1, 1, 1).expand_as(plain))
+
+
+@pytest.mark.parametrize("frames", [2, 3, 8, 13])
+def test_any_number_of_frames(frames):
+    config = tiny_unet_config(appearance_width=8)
+    model = randomize(HiGenUNet(config))
+    args = inputs(config, b=1, f=frames)
+    appearance = appearance_template(0.7, frames, 8)
+    with torch.no_grad():
+        out = model(**args, motion=torch.full((1, frames - 1), 200.0), appearance=appearance)
+    assert out.shape == args["x"].shape
+    assert torch.isfinite(out).all()
+
+
+def test_appearance_at_native_width_is_the_release_template_and_square_matrices_are_resampled():
+    width = 8
+    template = appearance_template(1.0, width, width)
+    i = torch.arange(width, dtype=torch.float32)
+    torch.testing.assert_close(template[0], 1 - (i[:, None] - i[None, :]).abs() / (width - 1))
+    # A frames x frames similarity matrix is resampled over time to the model's width.
+    square = appearance_template(0.5, 5, 5)
+    torch.testing.assert_close(resample_appearance(square, width), appearance_template(0.5, 5, width), atol=1e-6, rtol=0)
+    config = tiny_unet_config(appearance_width=width)
+    model = randomize(HiGenUNet(config))
+    args = inputs(config, b=1, f=5)
+    with torch.no_grad():
+        a = model(**args, appearance=square)
+        b = model(**args, appearance=resample_appearance(square, width))
+    assert torch.equal(a, b)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_unet_config(dropout=0.0, temporal_dropout=0.0)
+    model = randomize(HiGenUNet(config)).train()
+    args = inputs(config, f=3)
+    model(**args).square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing = True
+    model(**args).square().mean().backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], atol=1e-6, rtol=1e-5)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = tiny_unet_config()
+    model = randomize(HiGenUNet(config))
+    model.save_pretrained(tmp_path / "unet")
+    loaded = HiGenUNet.from_pretrained(tmp_path / "unet")
+    assert loaded.config == config
+    args = inputs(config)
+    with torch.no_grad():
+        assert torch.equal(model(**args), loaded(**args))
+    assert not list((tmp_path / "unet").glob("*.tmp*"))
+
+
+def test_latent_size_must_fit_the_downsampling():
+    config = tiny_unet_config(channel_mult=(1, 2, 2))
+    model = HiGenUNet(config).eval()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(**inputs(config, h=6, w=8))
+
+
+OTHER_VGEN_KWARGS = dict(
+    in_dim=4, out_dim=4, dim=64, y_dim=48, context_dim=1024, dim_mult=[1, 2, 3], num_heads=None, head_dim=32,
+    num_res_blocks=1, attn_scales=[0.5], dropout=0.0, temporal_attention=True, use_fps_condition=True,
+    num_tokens=3, context_embedding_depth=1, use_checkpoint=False,
+)
+
+
+def test_config_from_vgen_kwargs_follows_the_reference_rules():
+    config = unet_config_from_vgen_kwargs(OTHER_VGEN_KWARGS)
+    assert config.attention_levels == (1,)  # attn_scales 0.5 -> the second level only
+    assert config.init_temporal_heads == 64 // 32  # num_heads None -> dim // 32
+    assert config.decoder_context_dim == 1024  # hard-coded in the reference
+    assert config.appearance_width == 32
+    released = unet_config_from_vgen_kwargs(None)
+    assert released.attention_levels == (0, 1, 2) and released.channel_mult == (1, 2, 4, 4)
+
+
+def test_conversion_round_trips_another_vgen_configuration():
+    config = unet_config_from_vgen_kwargs(OTHER_VGEN_KWARGS)
+    model = randomize(HiGenUNet(config))
+    vgen_state = unet_to_vgen_state_dict(model)
+    # Reference layout facts: one decoder unit per level with an upsample at index 1 or 3,
+    # fps embedding present, the misspelt temporal conv name.
+    assert "fps_embedding.0.weight" in vgen_state
+    assert "output_blocks.1.1.conv.weight" in vgen_state  # level 2: no attention, upsample at index 1
+    assert "output_blocks.3.3.conv.weight" in vgen_state  # level 1: res, spatial, temporal, upsample
+    assert "input_blocks.1.0.temopral_conv.conv4.3.weight" in vgen_state
+    loaded = unet_from_vgen_state_dict(vgen_state, OTHER_VGEN_KWARGS)
+    args = inputs(config, f=3)
+    with torch.no_grad():
+        assert torch.equal(model(**args, fps=torch.tensor([8.0, 8.0])), loaded(**args, fps=torch.tensor([8.0, 8.0])))
+
+
+def test_strict_conversion_lists_missing_unexpected_and_wrong_shapes():
+    config = unet_config_from_vgen_kwargs(OTHER_VGEN_KWARGS)
+    state = unet_to_vgen_state_dict(HiGenUNet(config))
+    del state["time_embed.0.weight"]
+    state["bogus.weight"] = torch.zeros(1)
+    state["out.2.weight"] = torch.zeros(1, 2, 3, 3)
+    with pytest.raises(CheckpointError) as err:
+        unet_from_vgen_state_dict(state, OTHER_VGEN_KWARGS)
+    message = str(err.value)
+    assert "1 missing keys: time_embed.0.weight" in message
+    assert "1 unexpected keys: bogus.weight" in message
+    assert "out.2.weight: checkpoint (1, 2, 3, 3)" in message
+
+
+def test_unknown_vgen_kwarg_is_refused():
+    with pytest.raises(CheckpointError, match="unknown VGen UNet kwargs: dimm"):
+        unet_config_from_vgen_kwargs({**OTHER_VGEN_KWARGS, "dimm": 3})
+
+
+def test_checkpoint_files(tmp_path):
+    state = {"a": torch.ones(2), "b": torch.zeros(3)}
+    torch.save({"state_dict": state, "step": 7}, tmp_path / "wrapped.pth")
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pth")
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "w.safetensors"))
+    for name in ("wrapped.pth", "ddp.pth", "w.safetensors"):
+        loaded = load_checkpoint_file(tmp_path / name)
+        assert loaded.keys() == state.keys() and torch.equal(loaded["a"], state["a"])
+    data = (tmp_path / "wrapped.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    for name in ("truncated.pth", "text.pth", "empty.pth", "missing.pth"):
+        with pytest.raises(CheckpointError):
+            load_checkpoint_file(tmp_path / name)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    torch.save({"state_dict": {"a": torch.ones(1)}, "config": UNetConfig}, tmp_path / "code.pth")
+    with pytest.raises(CheckpointError):
+        load_checkpoint_file(tmp_path / "code.pth")
