@@ -1,0 +1,5 @@
+import sys
+
+from higen.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,16 @@
+"""The small HiGen model shipped inside the package (trained here on the procedural world)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_DIR = Path(__file__).parent / "assets" / "bundled_model"
+
+
+def bundled_model_path() -> Path:
+    """The bundled model folder; a clear error if this installation has none."""
+    if not (BUNDLED_DIR / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"no model was named and the bundled model is not installed at {BUNDLED_DIR}; pass --model FOLDER"
+        )
+    return BUNDLED_DIR

@@ -1,0 +1,217 @@
+"""``higen generate``: prompt(s) -> video file(s) plus a JSON sidecar with every setting and the seed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+FORMATS = ("mp4", "gif", "png")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate videos from text", description="Generate videos from text with a HiGen model folder.")
+    p.add_argument("prompt", nargs="?", help="the text prompt")
+    p.add_argument("--prompts-file", type=Path, help="a text file of 'prompt|seed' lines ('#' lines skipped); -o is then a folder")
+    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    p.add_argument("-o", "--output", type=Path, help="output file (.mp4, .gif, or a folder for PNG frames)")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else mp4)")
+    p.add_argument("--negative-prompt", help="text of the unconditional branch (default '')")
+    p.add_argument("--frames", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--fps", type=float, help="frame rate of the written video (default: the model's)")
+    p.add_argument("--steps", type=int, help="sampler steps of both stages")
+    p.add_argument("--spatial-steps", type=int)
+    p.add_argument("--temporal-steps", type=int)
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale of both stages")
+    p.add_argument("--spatial-guidance", type=float)
+    p.add_argument("--temporal-guidance", type=float)
+    p.add_argument("--sampler", help="ddim (the release's), dpm++ or unipc")
+    p.add_argument("--motion", type=float, help="motion cue: larger means more motion")
+    p.add_argument("--appearance", type=float, help="appearance factor: 0 keeps appearance fixed, larger changes it more")
+    p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded in the sidecar)")
+    p.add_argument("--keyframe", type=Path, help="an image to use as the spatial prior (image-to-video)")
+    p.add_argument("--decode-chunk-size", type=int, help="frames decoded at once by the autoencoder")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--save-keyframe", action="store_true", help="also write the spatial prior keyframe as PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
+    """``prompt|seed`` lines (seed optional); blank and ``#`` lines skipped."""
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file not found: {path}")
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        prompt, sep, seed = line.rpartition("|")
+        if not sep:
+            prompt, seed = seed, ""
+        if seed.strip() and not seed.strip().lstrip("-").isdigit():
+            raise ValueError(f"{path}:{n}: seed {seed.strip()!r} is not an integer")
+        if not prompt.strip():
+            raise ValueError(f"{path}:{n}: empty prompt")
+        items.append((prompt.strip(), int(seed) if seed.strip() else None))
+    if not items:
+        raise ValueError(f"{path} has no prompts")
+    return items
+
+
+def slug(text: str, limit: int = 48) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_")[:limit] or "video"
+
+
+def output_format(path: Path | None, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    if path is not None and path.suffix.lower().lstrip(".") in ("mp4", "gif"):
+        return path.suffix.lower().lstrip(".")
+    if path is not None and path.suffix == "":
+        return "png" if path.is_dir() else "mp4"
+    return "mp4"
+
+
+def check_writable(path: Path) -> None:
+    """Fail before generating anything if the output cannot be written."""
+    parent = path if path.is_dir() else path.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write to {parent}")
+
+
+def resolve_device(name: str | None):
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    return device
+
+
+def load_pipeline(model: Path | None, device, dtype_name: str):
+    import torch
+
+    from higen.pipeline.pipeline import HiGenPipeline
+
+    if model is None:
+        from higen.bundled import bundled_model_path
+
+        model = bundled_model_path()
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    return HiGenPipeline.from_pretrained(model, device=device, dtype=None if dtype == torch.float32 else dtype), model
+
+
+def run(args: argparse.Namespace) -> int:
+    from higen.io.files import atomic_write_text
+
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise ValueError("give either a prompt or --prompts-file")
+    jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(args.prompt, args.seed)]
+    if args.prompts_file and args.seed is not None:
+        jobs = [(p, s if s is not None else args.seed + i) for i, (p, s) in enumerate(jobs)]
+    fmt = output_format(None if args.prompts_file else args.output, args.format)
+    targets = plan_outputs(args, jobs, fmt)
+    for target in targets:
+        check_writable(target)
+    keyframe = None
+    if args.keyframe is not None:
+        from higen.io.image import read_image
+
+        keyframe = read_image(args.keyframe)
+
+    device = resolve_device(args.device)
+    pipe, model_path = load_pipeline(args.model, device, args.dtype)
+    fps = args.fps if args.fps is not None else pipe.defaults.fps
+    if fps <= 0:
+        raise ValueError(f"--fps must be positive, got {fps}")
+    for (prompt, seed), target in zip(jobs, targets):
+        seed = seed if seed is not None else random.randrange(2**31)
+        start = time.perf_counter()
+        with _progress(not args.no_progress, prompt) as callback:
+            out = pipe(
+                prompt, negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width,
+                spatial_steps=args.spatial_steps or args.steps, temporal_steps=args.temporal_steps or args.steps,
+                spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
+                sampler=args.sampler, motion=args.motion, appearance=args.appearance, seed=seed, keyframe=keyframe,
+                decode_chunk_size=args.decode_chunk_size, callback=callback,
+            )
+        elapsed = time.perf_counter() - start
+        write_output(target, out.video[0], fps, fmt)
+        if args.save_keyframe:
+            write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], fps, "png-file")
+        settings = dict(out.settings, prompt=prompt, negative_prompt=out.settings["negative_prompt"][0])
+        sidecar = dict(settings, model=str(model_path), output=str(target), format=fmt, fps=fps, device=str(device),
+                       dtype=args.dtype, keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
+        atomic_write_text(sidecar_path(target), json.dumps(sidecar, indent=2) + "\n")
+        print(f"wrote {target} ({out.video.shape[1]} frames, {out.video.shape[3]}x{out.video.shape[2]}, seed {seed}, {elapsed:.1f} s)")
+    return 0
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def plan_outputs(args, jobs, fmt: str) -> list[Path]:
+    suffix = {"mp4": ".mp4", "gif": ".gif", "png": ""}[fmt]
+    if args.prompts_file:
+        folder = args.output or Path("outputs")
+        return [folder / f"{i:03d}_{slug(p)}{suffix}" for i, (p, _) in enumerate(jobs)]
+    if args.output is not None:
+        return [args.output]
+    prompt, seed = jobs[0]
+    return [Path("outputs") / f"{slug(prompt)}{'' if seed is None else f'_{seed}'}{suffix}"]
+
+
+def sidecar_path(target: Path) -> Path:
+    return target.with_name(target.name + ".json") if target.suffix else target.with_suffix(".json")
+
+
+def write_output(target: Path, frames, fps: float, fmt: str) -> None:
+    from higen.io.video import write_video
+
+    if fmt == "png-file":
+        from higen.io.image import write_image
+
+        write_image(target, frames[0])
+        return
+    write_video(target, frames, fps=fps)
+
+
+class _progress:
+    """A tqdm bar over both sampling stages and decoding."""
+
+    def __init__(self, enabled: bool, prompt: str):
+        self.enabled, self.prompt, self.bar = enabled, prompt, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from tqdm.auto import tqdm
+
+        def callback(stage: str, step: int, total: int) -> None:
+            if self.bar is None or self.bar.desc != stage:
+                if self.bar is not None:
+                    self.bar.close()
+                self.bar = tqdm(total=total, desc=stage, unit="step", leave=False)
+            self.bar.n = step
+            self.bar.refresh()
+
+        return callback
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False

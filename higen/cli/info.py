@@ -1,0 +1,65 @@
+"""``higen info``: what a model folder holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="show a model folder's components, parameter counts and config")
+    p.add_argument("model", type=Path, nargs="?", help="model folder (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def describe(model: Path) -> dict:
+    from safetensors import safe_open
+
+    index_path = model / "model_index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{model} is not a higen model folder (no model_index.json)")
+    index = json.loads(index_path.read_text())
+    report: dict = {"model": str(model), "components": {}}
+    for name in index.get("components", []):
+        folder = model / name
+        params = 0
+        for weights in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(weights), framework="pt") as f:
+                for key in f.keys():
+                    params += _numel(f.get_slice(key).get_shape())
+        configs = {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+        report["components"][name] = {"parameters": params, "config": configs}
+    for extra in ("pipeline.json", "scheduler.json"):
+        if (model / extra).is_file():
+            report[extra.removesuffix(".json")] = json.loads((model / extra).read_text())
+    return report
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    model = args.model
+    if model is None:
+        from higen.bundled import bundled_model_path
+
+        model = bundled_model_path()
+    report = describe(model)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model folder: {report['model']}")
+    for name, comp in report["components"].items():
+        print(f"  {name:13s} {comp['parameters']:>15,} parameters")
+    unet_config = report["components"].get("unet", {}).get("config", {}).get("config.json", {})
+    for key, value in unet_config.items():
+        print(f"    unet.{key} = {value}")
+    for key, value in report.get("pipeline", {}).items():
+        print(f"    generation.{key} = {value}")
+    return 0

@@ -1,0 +1,403 @@
+"""Text -> spatial reasoning -> spatial prior -> temporal reasoning -> decoded video (higen.md §1).
+
+A pipeline is a UNet, a text encoder, an autoencoder, a noise schedule and generation defaults.
+It saves to and loads from a model folder::
+
+    model_index.json          format marker and component list
+    pipeline.json             generation defaults (frames, size, steps, guidance, cues, fps)
+    scheduler.json            the noise schedule
+    unet/                     config.json + model.safetensors
+    text_encoder/             the text encoder's own folder
+    autoencoder/              the autoencoder's own folder
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from higen.cues import appearance_template, motion_constant
+from higen.diffusion.sampling import SAMPLERS, Conditioning, guided_denoiser, make_sampler, sample
+from higen.diffusion.schedule import NoiseSchedule, offset_noise
+from higen.models.unet import HiGenUNet
+
+FOLDER_FORMAT = "higen-pipeline"
+FOLDER_VERSION = 1
+
+
+@dataclass
+class GenerationDefaults:
+    """Settings used when a call does not give them. Defaults are the release's (higen.md §4)."""
+
+    frames: int = 32
+    height: int = 256
+    width: int = 448
+    fps: float = 8.0
+    spatial_steps: int = 50
+    temporal_steps: int = 50
+    spatial_guidance: float = 12.0
+    temporal_guidance: float = 12.0
+    sampler: str = "ddim"
+    motion: float = 500.0
+    appearance: float = 1.0
+    negative_prompt: str = ""
+    offset_noise: float = 0.1
+    decode_chunk_size: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GenerationDefaults":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown generation settings: {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class HiGenOutput:
+    """``video``: uint8 ``b f h w 3``; ``keyframe``: uint8 ``b h w 3`` (the decoded spatial prior)."""
+
+    video: np.ndarray
+    keyframe: np.ndarray
+    settings: dict
+    latents: torch.Tensor | None = None  # b c f h w, scaled latents of the video
+    prior_latents: torch.Tensor | None = None  # b c h w
+    timings: dict = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class HiGenPipeline:
+    """HiGen text-to-video (and keyframe-to-video) generation."""
+
+    def __init__(self, unet: HiGenUNet, text_encoder, autoencoder, schedule: NoiseSchedule | None = None, defaults: GenerationDefaults | None = None):
+        self.unet = unet.eval()
+        self.text_encoder = text_encoder.eval()
+        self.autoencoder = autoencoder.eval()
+        self.schedule = schedule or NoiseSchedule()
+        self.defaults = defaults or GenerationDefaults()
+
+    # ------------------------------------------------------------------------------------ devices
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "HiGenPipeline":
+        for module in (self.unet, self.text_encoder, self.autoencoder):
+            module.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this (autoencoder x UNet downsampling)."""
+        return self.autoencoder.downscale_factor * self.unet.config.downscale_factor
+
+    # ---------------------------------------------------------------------------------- settings
+    def resolve_settings(self, **overrides) -> dict:
+        """Merge call arguments over the defaults and validate them; raises ``ValueError`` naming the problem."""
+        s = dataclasses.asdict(self.defaults)
+        s.update({k: v for k, v in overrides.items() if v is not None})
+        m = self.size_multiple
+        if int(s["frames"]) < 1:
+            raise ValueError(f"frames must be at least 1, got {s['frames']}")
+        for key in ("height", "width"):
+            if int(s[key]) < m or int(s[key]) % m:
+                raise ValueError(f"{key} {s[key]} must be a positive multiple of {m} (autoencoder x UNet downsampling)")
+        for key in ("spatial_steps", "temporal_steps"):
+            if int(s[key]) < 1:
+                raise ValueError(f"{key} must be at least 1, got {s[key]}")
+        for key in ("spatial_guidance", "temporal_guidance", "decode_chunk_size", "offset_noise"):
+            if float(s[key]) < 0:
+                raise ValueError(f"{key} must not be negative, got {s[key]}")
+        if int(s["decode_chunk_size"]) < 1:
+            raise ValueError("decode_chunk_size must be at least 1")
+        if s["sampler"] not in SAMPLERS:
+            raise ValueError(f"unknown sampler {s['sampler']!r}; choose one of: {', '.join(SAMPLERS)}")
+        for key in ("frames", "height", "width", "spatial_steps", "temporal_steps", "decode_chunk_size"):
+            s[key] = int(s[key])
+        return s
+
+    # ------------------------------------------------------------------------------------- text
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text-encoder token features ``b L d`` (before the UNet's resampler)."""
+        return self.text_encoder.encode(list(prompts)).to(self.device, self.dtype)
+
+    # ------------------------------------------------------------------------------------ call
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | Sequence[str] | None = None,
+        *,
+        negative_prompt: str | Sequence[str] | None = None,
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        spatial_steps: int | None = None,
+        temporal_steps: int | None = None,
+        spatial_guidance: float | None = None,
+        temporal_guidance: float | None = None,
+        sampler: str | None = None,
+        motion: float | None = None,
+        appearance: float | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        spatial_noise: torch.Tensor | None = None,
+        temporal_noise: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        keyframe: np.ndarray | torch.Tensor | None = None,
+        spatial_prior: torch.Tensor | None = None,
+        callback: ProgressCallback | None = None,
+        decode_chunk_size: int | None = None,
+        offset_noise_strength: float | None = None,
+        output_latents: bool = False,
+    ) -> HiGenOutput:
+        """Generate videos.
+
+        Args:
+            prompt: one prompt or a list (the batch); may be omitted when ``prompt_embeds`` is given.
+            negative_prompt: text for the unconditional branch (default ``""``, as the release).
+            frames, height, width: video size in frames and pixels.
+            spatial_steps, temporal_steps, spatial_guidance, temporal_guidance: per-stage sampling.
+            sampler: ``ddim`` (the release's), ``dpm++`` or ``unipc``.
+            motion: the motion cue for every frame pair (release default 500; larger = more motion).
+            appearance: the appearance factor (0 = appearance does not change; larger = more change).
+            seed / generator: randomness; the same seed gives the same video (bitwise on CPU).
+            spatial_noise: initial noise of the spatial stage ``b c 1 h w``.
+            temporal_noise: initial noise of the temporal stage ``b c f h w`` (offset noise included).
+            prompt_embeds, negative_prompt_embeds: precomputed text features ``b L d``.
+            keyframe: an image (uint8 ``b h w 3`` / ``h w 3``, or float ``b 3 h w`` in [-1, 1]) used as
+                the spatial prior instead of the spatial stage: image-to-video.
+            spatial_prior: a prior latent ``b c h w`` (scaled), likewise skipping the spatial stage.
+            callback: ``callback(stage, step, total)`` after every sampler step, stage being
+                ``"spatial"``, ``"temporal"`` or ``"decode"``.
+        """
+        s = self.resolve_settings(
+            frames=frames, height=height, width=width, spatial_steps=spatial_steps, temporal_steps=temporal_steps,
+            spatial_guidance=spatial_guidance, temporal_guidance=temporal_guidance, sampler=sampler, motion=motion,
+            appearance=appearance, decode_chunk_size=decode_chunk_size, offset_noise=offset_noise_strength,
+        )
+        cond_text, uncond_text, prompts = self._text(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s)
+        b = cond_text.shape[0]
+        if generator is None:
+            seed = random.randrange(2**63) if seed is None else int(seed)
+            generator = torch.Generator().manual_seed(seed)
+        s.update(prompt=prompts, seed=seed)
+        c = self.unet.config.in_channels
+        f = s["frames"]
+        h, w = s["height"] // self.autoencoder.downscale_factor, s["width"] // self.autoencoder.downscale_factor
+        # Noise is drawn on the CPU in a fixed order so a seed means the same video on every device.
+        if spatial_noise is None:
+            spatial_noise = torch.randn((b, c, 1, h, w), generator=generator)
+        if temporal_noise is None:
+            temporal_noise = offset_noise((b, c, f, h, w), s["offset_noise"], generator=generator)
+        self._check_shape("spatial_noise", spatial_noise, (b, c, 1, h, w))
+        self._check_shape("temporal_noise", temporal_noise, (b, c, f, h, w))
+
+        # 1. Spatial reasoning: one frame from text, or the user's keyframe.
+        if spatial_prior is None and keyframe is not None:
+            spatial_prior = self.encode_keyframe(keyframe, b, s)
+        if spatial_prior is None:
+            spatial_prior = self._spatial_stage(cond_text, uncond_text, spatial_noise, s, callback)
+        self._check_shape("spatial_prior", spatial_prior, (b, c, h, w))
+        spatial_prior = spatial_prior.to(self.device, self.dtype)
+
+        # 2. Temporal reasoning: the clip from the prior, steered by the motion and appearance cues.
+        latents = self._temporal_stage(cond_text, uncond_text, spatial_prior, temporal_noise, s, callback)
+
+        # 3. Decode.
+        video = self.decode(latents, s["decode_chunk_size"], callback)
+        keyframe_img = self.decode(spatial_prior[:, :, None], s["decode_chunk_size"])[:, 0]
+        return HiGenOutput(
+            video=video, keyframe=keyframe_img, settings=s,
+            latents=latents.cpu() if output_latents else None,
+            prior_latents=spatial_prior.cpu() if output_latents else None,
+        )
+
+    # ------------------------------------------------------------------------------------ stages
+    def _text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s):
+        if prompt_embeds is None:
+            if prompt is None:
+                raise ValueError("give a prompt or prompt_embeds")
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            if not prompts:
+                raise ValueError("the prompt list is empty")
+            cond = None
+        else:
+            cond = prompt_embeds.to(self.device, self.dtype)
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt or [""] * cond.shape[0])
+        b = len(prompts) if cond is None else cond.shape[0]
+        if negative_prompt_embeds is None:
+            negatives = negative_prompt if negative_prompt is not None else s["negative_prompt"]
+            negatives = [negatives] * b if isinstance(negatives, str) else list(negatives)
+            if len(negatives) != b:
+                raise ValueError(f"{len(negatives)} negative prompts for a batch of {b}")
+            s["negative_prompt"] = negatives
+        needs_uncond = s["spatial_guidance"] != 1.0 or s["temporal_guidance"] != 1.0
+        if cond is None:
+            # One text-encoder call for the prompts and negatives together.
+            texts = prompts + (negatives if negative_prompt_embeds is None and needs_uncond else [])
+            encoded = self.encode_prompts(texts)
+            cond, rest = encoded[:b], encoded[b:]
+            uncond = rest if len(rest) else None
+        else:
+            uncond = None
+            if negative_prompt_embeds is None and needs_uncond:
+                uncond = self.encode_prompts(negatives)
+        if negative_prompt_embeds is not None:
+            uncond = negative_prompt_embeds.to(self.device, self.dtype)
+        if uncond is not None and uncond.shape != cond.shape:
+            raise ValueError(f"negative text features {tuple(uncond.shape)} do not match the prompt's {tuple(cond.shape)}")
+        return cond, uncond, prompts
+
+    def _spatial_stage(self, cond_text, uncond_text, noise, s, callback) -> torch.Tensor:
+        b = cond_text.shape[0]
+        width = self.unet.config.appearance_width
+        cues = dict(
+            spatial_prior=torch.zeros(b, noise.shape[1], *noise.shape[-2:], device=self.device, dtype=self.dtype),
+            motion=torch.zeros(b, device=self.device),
+            appearance=torch.ones(b, 1, width, device=self.device),
+        )
+        denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["spatial_guidance"])
+        x = sample(denoiser, noise.to(self.device, self.dtype), make_sampler(s["sampler"], self.schedule), s["spatial_steps"],
+                   callback=_stage_callback(callback, "spatial"))
+        return x[:, :, 0]
+
+    def _temporal_stage(self, cond_text, uncond_text, prior, noise, s, callback) -> torch.Tensor:
+        b, f = cond_text.shape[0], s["frames"]
+        cues = dict(
+            spatial_prior=prior,
+            motion=motion_constant(s["motion"], b, f, device=self.device) if f > 1 else torch.zeros(b, device=self.device),
+            appearance=appearance_template(s["appearance"], f, self.unet.config.appearance_width, batch=b, device=self.device),
+        )
+        denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["temporal_guidance"])
+        return sample(denoiser, noise.to(self.device, self.dtype), make_sampler(s["sampler"], self.schedule), s["temporal_steps"],
+                      callback=_stage_callback(callback, "temporal"))
+
+    @staticmethod
+    def _uncond(uncond_text, cues) -> Conditioning | None:
+        return None if uncond_text is None else Conditioning(uncond_text, **cues)
+
+    @staticmethod
+    def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {tuple(shape)}")
+
+    # ----------------------------------------------------------------------------- autoencoder
+    def encode_keyframe(self, keyframe, batch: int, s: dict) -> torch.Tensor:
+        """An image -> the spatial prior latent ``b c h w`` (the autoencoder's posterior mean)."""
+        image = torch.as_tensor(np.asarray(keyframe)) if not isinstance(keyframe, torch.Tensor) else keyframe
+        if image.dtype == torch.uint8:
+            if image.dim() == 3:
+                image = image[None]
+            image = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # b h w 3 -> b 3 h w in [-1, 1]
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"keyframe must be h w 3 / b h w 3 uint8 or b 3 h w float; got {tuple(image.shape)}")
+        if image.shape[-2:] != (s["height"], s["width"]):
+            image = torch.nn.functional.interpolate(image, size=(s["height"], s["width"]), mode="bilinear", antialias=True, align_corners=False)
+        if image.shape[0] == 1 and batch > 1:
+            image = image.expand(batch, -1, -1, -1)
+        latents = self.autoencoder.encode(image[:, :, None].to(self.device, self.dtype), sample=False)
+        return latents[:, :, 0]
+
+    def decode(self, latents: torch.Tensor, chunk_size: int = 2, callback: ProgressCallback | None = None) -> np.ndarray:
+        """Scaled latents ``b c f h w`` -> uint8 frames ``b f H W 3``."""
+        video = self.autoencoder.decode(latents.to(self.device, self.dtype), chunk_size=chunk_size)
+        if callback is not None:
+            callback("decode", 0, 1)
+        video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return video.permute(0, 2, 3, 4, 1).cpu().numpy()  # b c f h w -> b f h w c
+
+    # ----------------------------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Write the model folder (see the module docstring), whole or not at all."""
+        write_model_folder(directory, self.unet, self.text_encoder, self.autoencoder, self.schedule, self.defaults, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device="cpu", dtype: torch.dtype | None = None) -> "HiGenPipeline":
+        from higen.encoders.autoencoder import VideoAutoencoder
+        from higen.encoders.text import load_text_encoder
+
+        directory = Path(directory)
+        index_path = directory / "model_index.json"
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a higen model folder (no model_index.json)")
+        index = json.loads(index_path.read_text())
+        if index.get("format") != FOLDER_FORMAT:
+            raise ValueError(f"{index_path} is not a higen model index")
+        missing = [c for c in ("unet", "text_encoder", "autoencoder") if c not in index.get("components", [])]
+        if missing:
+            raise ValueError(
+                f"{directory} has no {' or '.join(missing)}: it holds a converted UNet only; convert again with "
+                "--open-clip and --sd-checkpoint (the release's text encoder and autoencoder files) to make a full model"
+            )
+        unet = HiGenUNet.from_pretrained(directory / "unet", device=device, dtype=dtype)
+        text_encoder = load_text_encoder(directory / "text_encoder")
+        autoencoder = VideoAutoencoder.from_pretrained(directory / "autoencoder")
+        schedule = NoiseSchedule.from_dict(json.loads((directory / "scheduler.json").read_text()))
+        defaults = GenerationDefaults.from_dict(json.loads((directory / "pipeline.json").read_text()))
+        pipe = cls(unet, text_encoder, autoencoder, schedule, defaults)
+        text_encoder.to(device)
+        autoencoder.to(device=device, dtype=dtype)
+        return pipe
+
+
+def write_model_folder(
+    directory: str | os.PathLike,
+    unet: HiGenUNet,
+    text_encoder=None,
+    autoencoder=None,
+    schedule: NoiseSchedule | None = None,
+    defaults: GenerationDefaults | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write a model folder, possibly with the UNet alone (a converted checkpoint without its encoders).
+
+    Built in a temporary folder beside the target and renamed, so it appears whole or not at all.
+    """
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise FileExistsError(f"{directory} exists and is not an empty folder")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        components = ["unet"]
+        unet.save_pretrained(tmp / "unet", dtype=dtype)
+        if text_encoder is not None:
+            text_encoder.save_pretrained(tmp / "text_encoder")
+            components.append("text_encoder")
+        if autoencoder is not None:
+            autoencoder.save_pretrained(tmp / "autoencoder")
+            components.append("autoencoder")
+        (tmp / "scheduler.json").write_text(json.dumps((schedule or NoiseSchedule()).to_dict(), indent=2) + "\n")
+        (tmp / "pipeline.json").write_text(json.dumps(dataclasses.asdict(defaults or GenerationDefaults()), indent=2) + "\n")
+        index = {"format": FOLDER_FORMAT, "version": FOLDER_VERSION, "components": components}
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        if directory.exists():
+            directory.rmdir()
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _stage_callback(callback: ProgressCallback | None, stage: str):
+    if callback is None:
+        return None
+    return lambda i, n, _x: callback(stage, i + 1, n)
