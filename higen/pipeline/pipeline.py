@@ -331,9 +331,6 @@ class HiGenPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device="cpu", dtype: torch.dtype | None = None) -> "HiGenPipeline":
-        from higen.encoders.autoencoder import VideoAutoencoder
-        from higen.encoders.text import load_text_encoder
-
         directory = Path(directory)
         index_path = directory / "model_index.json"
         if not index_path.is_file():
@@ -347,6 +344,9 @@ class HiGenPipeline:
                 f"{directory} has no {' or '.join(missing)}: it holds a converted UNet only; convert again with "
                 "--open-clip and --sd-checkpoint (the release's text encoder and autoencoder files) to make a full model"
             )
+        from higen.encoders.autoencoder import VideoAutoencoder
+        from higen.encoders.text import load_text_encoder
+
         unet = HiGenUNet.from_pretrained(directory / "unet", device=device, dtype=dtype)
         text_encoder = load_text_encoder(directory / "text_encoder")
         autoencoder = VideoAutoencoder.from_pretrained(directory / "autoencoder")

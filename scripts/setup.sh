@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install higen with its test and bundled-model dependencies.
+# torch is installed first, pinned to the CPU build this project is tested with, unless the
+# environment already has a torch (install the build for your GPU first if you have one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install -q "$TORCH_SPEC"
+fi
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "higen installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
