@@ -282,7 +282,7 @@ class TextResampler(nn.Module):
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         text = self.text_proj(text)
-        out = self.queries.expand(text.shape[0], -1, -1).to(text.dtype)
+        out = self.queries.to(text.dtype).repeat(text.shape[0], 1, 1)
         for block in self.blocks:
             out = block(out, text)
         return self.out_proj(out)
