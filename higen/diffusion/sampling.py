@@ -63,27 +63,31 @@ class Conditioning:
         return dict(text=self.text, spatial_prior=self.spatial_prior, motion=self.motion, appearance=self.appearance, **self.extra)
 
 
-def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    if a is None and b is None:
+def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+    if all(t is None for t in tensors):
         return None
-    if a is None or b is None:
+    if any(t is None for t in tensors):
         raise ValueError("both guidance branches must give the same inputs")
-    return torch.cat([a, b])
+    return torch.cat(tensors)
 
 
 def guided_denoiser(unet: torch.nn.Module, cond: Conditioning, uncond: Conditioning | None, scale: float) -> Denoiser:
     """v = u + scale (c - u), with both branches in one batched UNet call.
 
     Only the text differs between branches in HiGen; the prior and cues are kept in both (higen.md §2).
-    ``scale == 1`` (or no ``uncond``) runs the conditional branch alone.
+    ``scale == 1`` (or no ``uncond``) runs the conditional branch alone. The text resampler's output
+    does not depend on the timestep, so it is computed once here rather than at every step.
     """
-    if uncond is None or scale == 1.0:
-        return lambda x, t: unet(x, _timesteps(t, x), **cond.as_kwargs())
-    kwargs = {k: _cat(cond.as_kwargs()[k], uncond.as_kwargs()[k]) for k in cond.as_kwargs()}
+    branches = [cond] if uncond is None or scale == 1.0 else [cond, uncond]
+    kwargs = {k: _cat([b.as_kwargs()[k] for b in branches]) for k in cond.as_kwargs()}
+    kwargs["text_tokens"] = unet.text_resampler(kwargs.pop("text"))
+    n = len(branches)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        both = unet(torch.cat([x, x]), _timesteps(t, x, 2), **kwargs)
-        c, u = both.chunk(2)
+        out = unet(torch.cat([x] * n), _timesteps(t, x, n), text=None, **kwargs)
+        if n == 1:
+            return out
+        c, u = out.chunk(2)
         return u + scale * (c - u)
 
     return denoise
