@@ -32,8 +32,9 @@ class ModelSection:
     path: str | None = None  # vgen: the .pth/.safetensors file; folder: the model folder
     vgen_config: str | None = None  # vgen: JSON of the VGen constructor kwargs (default: the release's)
     unet: UNetConfig = field(default_factory=UNetConfig)  # scratch only; otherwise taken from the weights
-    text_encoder: str | None = None  # text-encoder folder; default: the model folder's text_encoder/
-    autoencoder: str | None = None  # autoencoder folder or SD .ckpt; default: the model folder's autoencoder/
+    text_encoder: str | None = None  # text-encoder folder or open_clip_pytorch_model.bin; default: the model folder's
+    tokenizer: str | None = None  # with an OpenCLIP .bin text encoder: CLIP tokenizer folder or bpe_simple_vocab_16e6.txt.gz
+    autoencoder: str | None = None  # autoencoder folder or SD 2.1 .ckpt; default: the model folder's autoencoder/
     dropout: float | None = None  # override the UNet's ResBlock/temporal dropout (None: keep the model's)
 
 
@@ -66,8 +67,9 @@ class CuesSection:
 
     caption_dropout: float = 0.1  # probability of training a sample with the null text "" (CFG)
     image_probability: float = 0.0  # per-step probability of an image step (F = 1: the spatial stage)
-    appearance: str = "auto"  # openclip | latent | ones; auto = openclip when open_clip is set, else latent
+    appearance: str = "auto"  # openclip | histogram | ones; auto = openclip when open_clip is set, else histogram
     open_clip: str | None = None  # open_clip_pytorch_model.bin (ViT-H-14) or a saved image-embedder folder
+    appearance_scale: float | None = None  # k in 1 - k (1 - cos); None: 5 for openclip (the release), 10 for histogram
     offset_noise: float = 0.1  # the release's noise_strength
 
 
@@ -109,6 +111,7 @@ class TrainSection:
     device: str = "auto"  # auto | cpu | cuda
     gradient_checkpointing: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms (bitwise resume on GPU; slower)
+    resume: str | None = None  # auto (the latest checkpoint in output_dir, if any) | a checkpoint folder
 
 
 @dataclass
@@ -191,7 +194,7 @@ class TrainConfig:
 _CHOICES = {
     "model.init": ("scratch", "vgen", "folder"),
     "data.source": ("manifest", "webdataset", "synthetic", "cache"),
-    "cues.appearance": ("auto", "openclip", "latent", "ones"),
+    "cues.appearance": ("auto", "openclip", "histogram", "ones"),
     "optim.schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "distributed.strategy": ("ddp", "fsdp"),
@@ -219,6 +222,14 @@ def _validate(cfg: TrainConfig) -> None:
     for key, value in (("cues.caption_dropout", cfg.cues.caption_dropout), ("cues.image_probability", cfg.cues.image_probability)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"config: {key} is a probability in [0, 1]; got {value}")
+    if cfg.cues.appearance_scale is not None and cfg.cues.appearance_scale <= 0:
+        raise ValueError(f"config: cues.appearance_scale must be positive; got {cfg.cues.appearance_scale}")
+    if cfg.cues.offset_noise < 0:
+        raise ValueError(f"config: cues.offset_noise must not be negative; got {cfg.cues.offset_noise}")
+    if cfg.optim.grad_clip < 0:
+        raise ValueError(f"config: optim.grad_clip must not be negative (0 turns clipping off); got {cfg.optim.grad_clip}")
+    if cfg.sample.every < 0:
+        raise ValueError(f"config: sample.every must not be negative (0: never); got {cfg.sample.every}")
     if cfg.optim.lr <= 0:
         raise ValueError(f"config: optim.lr must be positive; got {cfg.optim.lr}")
     if not 0.0 <= cfg.ema.decay < 1.0:

@@ -1,0 +1,61 @@
+"""HiGen's training loss: plain v-prediction MSE on the zero-terminal-SNR schedule (higen.md §4).
+
+EDM-style: :class:`VPredictionLoss` is a callable that returns one loss per sample and knows nothing
+about optimisers, reductions or devices. The randomness it consumes (timesteps, noise) is drawn by
+:func:`draw_timesteps` / :func:`draw_noise` from per-sample generators, so a sample's noise depends on
+its key (seed, step, global index) and not on which process or batch position it landed in.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from higen.diffusion.schedule import NoiseSchedule, offset_noise, q_sample, v_target
+
+
+def draw_timesteps(generators: list[torch.Generator], num_timesteps: int) -> torch.Tensor:
+    """One ``t ~ U{0, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU)."""
+    return torch.stack([torch.randint(0, num_timesteps, (), generator=g) for g in generators])
+
+
+def draw_noise(generators: list[torch.Generator], shape: tuple[int, ...], strength: float) -> torch.Tensor:
+    """Per-sample Gaussian noise plus offset noise: ``b c f h w`` from a per-sample ``shape`` ``(c, f, h, w)``.
+
+    Offset noise (the release's 0.1): a per-(c, f) constant over (h, w) added to each sample's noise,
+    which lets the model change a frame's mean brightness (higen.md §1). Drawn on the CPU in float32
+    so a seed means the same noise on every device.
+    """
+    return torch.cat([offset_noise((1, *shape), strength, generator=g) for g in generators])
+
+
+class VPredictionLoss:
+    """``loss(model, x0, timesteps, noise, **conditioning) -> b``: mean squared error of the predicted v.
+
+    ``x0``: clean scaled latents ``b c f h w``; ``timesteps``: ``b``; ``noise``: like ``x0``;
+    ``conditioning``: the UNet's keyword inputs (``text``, ``spatial_prior``, ``motion``, ``appearance``).
+    The target is ``v = sqrt(a_t) noise - sqrt(1 - a_t) x0``; the loss is the per-sample mean over
+    (c, f, h, w) with no SNR weighting, as the release. Computed in float32 whatever the autocast.
+    """
+
+    def __init__(self, schedule: NoiseSchedule | None = None):
+        self.schedule = schedule or NoiseSchedule()
+        self.alphas_cumprod = self.schedule.alphas_cumprod().float()
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.schedule.num_train_timesteps
+
+    def __call__(
+        self, model: Callable[..., torch.Tensor], x0: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor, **conditioning
+    ) -> torch.Tensor:
+        x0, noise = x0.float(), noise.to(x0.device, torch.float32)
+        timesteps = timesteps.to(x0.device)
+        x_t = q_sample(self.alphas_cumprod, x0, timesteps, noise)
+        target = v_target(self.alphas_cumprod, x0, timesteps, noise)
+        prediction = model(x_t, timesteps, **conditioning)
+        return (prediction.float() - target).pow(2).flatten(1).mean(dim=1)
+
+
+__all__ = ["VPredictionLoss", "draw_timesteps", "draw_noise"]
