@@ -55,7 +55,9 @@ class HistogramEmbedder(nn.Module):
             raise ValueError(f"video must be b 3 f H W; got {tuple(video.shape)}")
         b = video.shape[0]
         frames = rearrange(video.float(), "b c f h w -> (b f) c h w")
-        out = torch.cat([self._embed_frames(chunk) for chunk in frames.split(self.frame_chunk)])
+        # Sums over ~16k pixels need float32: under a bf16 autocast they would keep 3 significant digits.
+        with torch.autocast(video.device.type, enabled=False):
+            out = torch.cat([self._embed_frames(chunk) for chunk in frames.split(self.frame_chunk)])
         return rearrange(out, "(b f) d -> b f d", b=b)
 
     def _embed_frames(self, frames: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,9 @@ same numbers. The latent-cache builder (``higen train-cache``) calls the same fu
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, ContextManager, Protocol
 
 import numpy as np
 import torch
@@ -120,13 +121,13 @@ def encode_latents(autoencoder: Autoencoder, pixels: torch.Tensor, generators: l
     return torch.cat([autoencoder.encode(pixels[i : i + 1], sample=True, generator=g) for i, g in enumerate(generators)])
 
 
-@torch.no_grad()
-def appearance_cue(embedder: ImageEmbedder | None, pixels: torch.Tensor, scale: float) -> torch.Tensor:
-    """Per-frame similarity matrix ``b f f``: ``1 - scale (1 - cos)`` of the embeddings; ones without an embedder."""
-    b, _, f = pixels.shape[:3]
-    if embedder is None:
-        return torch.ones(b, f, f, device=pixels.device)
-    release = appearance_from_embeddings(embedder.embed(pixels))  # 5 cos - 4 = 1 - 5 (1 - cos)
+def appearance_cue(embeddings: torch.Tensor, scale: float) -> torch.Tensor:
+    """Per-frame image embeddings ``b f d`` -> similarity matrix ``b f f``: ``1 - scale (1 - cos)``.
+
+    Computed in float32 outside autocast: the scale multiplies any rounding of the cosines.
+    """
+    with torch.autocast(embeddings.device.type, enabled=False):
+        release = appearance_from_embeddings(embeddings.float())  # 5 cos - 4 = 1 - 5 (1 - cos)
     return 1.0 - (scale / 5.0) * (1.0 - release)
 
 
@@ -165,7 +166,8 @@ class Conditioner:
     """Builds :class:`TrainingInputs` from a data ``Batch`` with the frozen encoders.
 
     ``embedder`` None means the ``ones`` appearance choice. Cached batches (``batch.latents`` set) bring
-    their latents, text features and cues; only caption dropout is applied to them here.
+    their latents, text features and cues; only caption dropout is applied to them here. ``autocast``
+    (a context-manager factory) wraps the encoders only; the cues are computed in float32.
     """
 
     def __init__(
@@ -178,45 +180,61 @@ class Conditioner:
         caption_dropout: float,
         appearance_scale: float,
         device: torch.device,
+        autocast: Callable[[], ContextManager] = contextlib.nullcontext,
     ):
         self.text_encoder, self.autoencoder, self.embedder = text_encoder, autoencoder, embedder
         self.seed, self.caption_dropout, self.appearance_scale = seed, caption_dropout, appearance_scale
-        self.device = device
+        self.device, self.autocast = device, autocast
         self._null_text: torch.Tensor | None = None
 
     @torch.no_grad()
     def __call__(self, batch, step: int) -> TrainingInputs:
         dropped = caption_dropout_mask(self.seed, step, batch.indices, self.caption_dropout)
-        if batch.latents is not None:
+        pixels = None
+        if batch.latents is not None:  # a latent cache, or latent-size world data (no text features)
             latents = batch.latents.to(self.device, torch.float32)
-            text = self._cached_text(batch.text, dropped)
+            text = self._cached_text(batch.text, dropped) if batch.text is not None else self.encode_text(batch.captions, dropped)
         else:
             pixels = batch.pixels.to(self.device, torch.float32)
-            latents = encode_latents(self.autoencoder, pixels, sample_generators(self.seed, step, batch.indices, "posterior"))
+            with self.autocast():
+                latents = encode_latents(self.autoencoder, pixels, sample_generators(self.seed, step, batch.indices, "posterior"))
+            latents = latents.float()
             text = self.encode_text(batch.captions, dropped)
         if latents.shape[2] == 1:
             prior, motion, appearance = image_cues(latents)
         else:
             prior = spatial_prior(latents)
-            motion = batch.motion if batch.latents is not None else None
-            appearance = batch.appearance if batch.latents is not None else None
+            motion, appearance = getattr(batch, "motion", None), getattr(batch, "appearance", None)
             if motion is None:
                 motion = motion_from_latents(latents)
             if appearance is None:
-                appearance = appearance_cue(self.embedder, pixels, self.appearance_scale)
+                # Without pixels (latent-size world data) there is nothing to embed: static appearance.
+                appearance = self.appearance(pixels) if pixels is not None else latents.new_ones(latents.shape[0], latents.shape[2], latents.shape[2])
         return TrainingInputs(
             latents=latents, text=text.float(), spatial_prior=prior, motion=motion.to(self.device).float(),
             appearance=appearance.to(self.device).float(), indices=list(batch.indices), dropped=dropped,
         )
 
-    def encode_text(self, captions: list[str], dropped: list[bool]) -> torch.Tensor:
+    def encode_text(self, captions: list[str], dropped: list[bool] | None = None) -> torch.Tensor:
+        """Text features ``b L d`` (float32); dropped captions become the null text."""
+        dropped = dropped or [False] * len(captions)
         texts = [NULL_TEXT if drop else caption for caption, drop in zip(captions, dropped)]
-        return self.text_encoder.encode(texts).to(self.device)
+        with self.autocast():
+            return self.text_encoder.encode(texts).to(self.device, torch.float32)
+
+    def appearance(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The appearance cue ``b f f`` of clips ``b 3 f H W`` (ones without an embedder)."""
+        b, _, f = pixels.shape[:3]
+        if self.embedder is None:
+            return torch.ones(b, f, f, device=pixels.device)
+        with self.autocast():
+            embeddings = self.embedder.embed(pixels)
+        return appearance_cue(embeddings, self.appearance_scale)
 
     def null_text(self) -> torch.Tensor:
         """Text features of the null text ``1 L d`` (encoded once)."""
         if self._null_text is None:
-            self._null_text = self.text_encoder.encode([NULL_TEXT]).to(self.device)
+            self._null_text = self.encode_text([NULL_TEXT])
         return self._null_text
 
     def _cached_text(self, text: torch.Tensor, dropped: list[bool]) -> torch.Tensor:
