@@ -320,7 +320,7 @@ class HiGenPipeline:
         """Scaled latents ``b c f h w`` -> uint8 frames ``b f H W 3``."""
         video = self.autoencoder.decode(latents.to(self.device, self.dtype), chunk_size=chunk_size)
         if callback is not None:
-            callback("decode", 0, 1)
+            callback("decode", 1, 1)  # one step, finished (the other stages also report steps done)
         video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return video.permute(0, 2, 3, 4, 1).cpu().numpy()  # b c f h w -> b f h w c
 
