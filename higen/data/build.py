@@ -1,0 +1,68 @@
+"""From a ``DataSection`` to sources: which source reads ``data.videos`` / ``data.images``, and the
+fingerprint a latent cache must match."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Mapping
+
+from higen.data.cache import open_cache
+from higen.data.decode import ClipSpec
+from higen.data.manifest import read_manifest
+from higen.data.shards import read_shards
+from higen.data.sources import Source, world_source
+
+if TYPE_CHECKING:
+    from higen.training.config import DataSection
+
+
+def clip_spec(cfg: DataSection, kind: str) -> ClipSpec:
+    """The clip spec of a stream: ``data.frames`` frames for "video", one for "image"; at latent size
+    (1/8, the SD autoencoder's factor) for the latent world."""
+    spec = ClipSpec.from_config(cfg, frames=1 if kind == "image" else None)
+    return dataclasses.replace(spec, height=cfg.height // 8, width=cfg.width // 8) if cfg.latent else spec
+
+
+def build_sources(cfg: DataSection, cache_settings: Mapping[str, Any] | None = None) -> dict[str, Source]:
+    """``{"video": source, "image": source}`` for the streams ``cfg`` configures (at least one).
+
+    Every start-up problem (missing manifest or files, bad columns, unmatched shard patterns, a cache
+    built with other settings) is raised here, before training starts.
+    """
+    if cfg.source == "world":
+        # The world renders both: clips for video steps, single frames for image steps.
+        return {kind: world_source(cfg.length, clip_spec(cfg, kind), cfg.world_seed, cfg.latent) for kind in ("video", "image")}
+    locations = {kind: location for kind, location in (("video", cfg.videos), ("image", cfg.images)) if location}
+    if not locations:
+        raise ValueError(f"data.source={cfg.source} needs data.videos and/or data.images")
+    return {kind: _source(cfg, kind, location, cache_settings) for kind, location in locations.items()}
+
+
+def _source(cfg: DataSection, kind: str, location: str, cache_settings: Mapping[str, Any] | None) -> Source:
+    spec = clip_spec(cfg, kind)
+    if cfg.source == "manifest":
+        return read_manifest(location, spec, root=cfg.root, path_column=cfg.path_column, caption_column=cfg.caption_column,
+                             check_files=cfg.check_files)
+    if cfg.source == "webdataset":
+        return read_shards(location, spec, root=cfg.root)
+    if cfg.source == "cache":
+        if cache_settings is None:
+            raise ValueError("data.source=cache needs the encoders' identity to check the cache against (cache_settings)")
+        return open_cache(location, cache_fingerprint(cfg, kind, cache_settings))
+    raise ValueError(f"data.source must be one of manifest, webdataset, world, cache; got {cfg.source!r}")
+
+
+def cache_fingerprint(cfg: DataSection, kind: str, encoders: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a latent cache of stream ``kind`` is built with and checked against: the caller's
+    ``encoders`` identity (autoencoder, text encoder, image embedder, cue settings, ...) plus what shapes
+    a clip (kind, frames, fps or stride, size, start and too-short rules)."""
+    spec = clip_spec(cfg, kind)
+    clip = {
+        "kind": kind, "frames": spec.frames, "height": spec.height, "width": spec.width,
+        "fps": spec.fps if spec.frame_stride is None else None, "frame_stride": spec.frame_stride,
+        "random_start": spec.random_start, "min_frames_policy": spec.min_frames_policy,
+    }
+    overlap = sorted(set(clip) & set(encoders))
+    if overlap:
+        raise ValueError(f"cache settings: {', '.join(overlap)} come from the data config; leave them out of the encoders' identity")
+    return dict(encoders) | clip
