@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     del state
     text_encoder = autoencoder = None
     if args.open_clip is not None:
-        from higen.encoders.text import OpenCLIPTextEncoder
+        from higen.encoders.text import CLIPTextEncoder
 
-        text_encoder = OpenCLIPTextEncoder.from_open_clip_checkpoint(args.open_clip, tokenizer=args.tokenizer)
+        text_encoder = CLIPTextEncoder.from_open_clip_checkpoint(args.open_clip, tokenizer=args.tokenizer)
     if args.sd_checkpoint is not None:
         from higen.encoders.autoencoder import load_sd_autoencoder
 

@@ -187,7 +187,7 @@ def write_output(target: Path, frames, fps: float, fmt: str) -> None:
 
         write_image(target, frames[0])
         return
-    write_video(target, frames, fps=fps)
+    write_video(target, frames, fps=fps, format=fmt)
 
 
 class _progress:
