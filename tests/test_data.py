@@ -534,6 +534,8 @@ def test_cache_refuses_other_settings(clips, tmp_path):
     cached = DataSection(source="cache", videos=str(folder), frames=8, fps=8.0, height=16, width=24)
     with pytest.raises(ValueError, match="frames: cache 4, expected 8"):
         TrainingData(cached, seed=0, rank=0, world_size=1, batch_size=1, image_batch_size=1, num_workers=0, cache_settings=ENCODERS)
+    with pytest.raises(ValueError, match="needs the encoders' identity"):
+        TrainingData(cached, seed=0, rank=0, world_size=1, batch_size=1, image_batch_size=1, num_workers=0)
     with pytest.raises(FileNotFoundError, match="not a latent cache"):
         open_cache(tmp_path, other)
     with pytest.raises(FileExistsError):

@@ -37,7 +37,7 @@ def read_manifest(path: str | Path, spec: ClipSpec, *, root: str | Path | None =
     rows = list(_rows(path, suffix, path_column, caption_column))
     if not rows:
         raise ValueError(f"{path}: the manifest has no rows")
-    base = str(Path(root) if root is not None else path.parent)
+    base = os.path.abspath(root if root is not None else path.parent)
     if check_files:
         _check_files(path, base, [p for p, _ in rows])
     return ManifestSource(StringTable(p for p, _ in rows), StringTable(c for _, c in rows), base, spec)
