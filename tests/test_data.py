@@ -331,6 +331,23 @@ def test_shard_patterns_globs_and_lists(clips, tmp_path):
     assert len(source) == N_CLIPS and source.captions[5] == "clip 5" and source.describe(5).endswith("train-000001.tar:s/0005")
 
 
+def test_shard_streams_pick_their_media(clips, tmp_path):
+    with tarfile.open(tmp_path / "mixed.tar", "w") as tar:
+        for k in range(3):
+            tar.add(clips / f"c{k}.mp4", arcname=f"{k}.mp4")
+            tar.add(clips / "images" / f"p{k}.png", arcname=f"{k}.png")
+            caption = tmp_path / "caption.txt"
+            caption.write_text(f"sample {k}")
+            tar.add(caption, arcname=f"{k}.txt")
+    cfg = data_cfg(str(tmp_path / "mixed.tar"), source="webdataset", images=str(tmp_path / "mixed.tar"))
+    with TrainingData(cfg, seed=0, rank=0, world_size=1, batch_size=3, image_batch_size=3, num_workers=0) as data:
+        video, image = data.next_batch("video"), data.next_batch("image")
+    assert video.pixels.shape == (3, 3, 4, 16, 24) and image.pixels.shape == (3, 3, 1, 16, 24)
+    # the PNGs are flat grey 20 k; the clips' first frames have red 10 i != green
+    assert all(torch.equal(p[0], p[1]) and clip_id(p) == i for p, i in zip(image.pixels, image.indices, strict=True))
+    assert video.captions == [f"sample {i}" for i in video.indices]
+
+
 def test_shard_errors(clips, tmp_path):
     with tarfile.open(tmp_path / "incomplete.tar", "w") as tar:
         tar.add(clips / "c0.mp4", arcname="a.mp4")  # no caption
@@ -365,7 +382,7 @@ def test_two_ranks_with_batch_2_see_what_one_rank_with_batch_4_sees(clips):
         data.close()
 
 
-def test_unusable_files_are_skipped_counted_and_replaced(broken):
+def test_unusable_files_are_skipped_counted_and_replaced(broken, caplog):
     (broken / "gone.mp4").unlink(missing_ok=True)
     cfg = data_cfg(str(broken / "broken.jsonl"), frames=8, check_files=False)
     with TrainingData(cfg, seed=0, rank=0, world_size=1, batch_size=2, image_batch_size=1, num_workers=0) as data:
@@ -377,6 +394,7 @@ def test_unusable_files_are_skipped_counted_and_replaced(broken):
     reasons = {"zero_length", "unreadable", "truncated", "corrupt", "too_short", "no_video_stream", "missing"}
     assert skipped["streams"]["video"]["previous_epoch"] == {r: 2 if r == "unreadable" else 1 for r in reasons}
     assert Counter(skipped["total"]) == Counter(skipped["streams"]["video"]["previous_epoch"]) + Counter(skipped["epoch"])
+    assert any("video data, epoch 0 done (rank 0): skipped 8 of 18 entries" in r.getMessage() for r in caplog.records)
 
 
 def test_a_stream_where_nothing_loads_stops_with_a_clear_error(broken, tmp_path):

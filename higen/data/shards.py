@@ -59,25 +59,22 @@ def read_shards(patterns: str | Sequence[str], spec: ClipSpec, *, root: str | Pa
     ``spec.frames == 1`` (the image stream), videos otherwise."""
     shards = expand_shards(patterns, root)
     prefer = IMAGE_SUFFIXES + VIDEO_SUFFIXES if spec.frames == 1 else VIDEO_SUFFIXES + IMAGE_SUFFIXES
-    columns: dict[str, list] = {"shard": [], "offset": [], "size": [], "key": [], "caption": []}
-    for number, shard in enumerate(shards):
-        for key, offset, size, caption in _index_shard(shard, prefer):
-            for name, value in zip(columns, (number, offset, size, key, caption)):
-                columns[name].append(value)
-    if not columns["key"]:
+    rows = [(number, *sample) for number, shard in enumerate(shards) for sample in _index_shard(shard, prefer)]
+    if not rows:
         raise ValueError(f"the shards of {patterns!r} hold no samples")
-    return ShardSource([str(s) for s in shards], columns, spec)
+    return ShardSource([str(s) for s in shards], rows, spec)
 
 
 class ShardSource:
-    """Samples of indexed tar shards, in shard order then member order."""
+    """Samples of indexed tar shards, in shard order then member order; ``rows``: (shard number, key,
+    data offset, size, caption) per sample."""
 
-    def __init__(self, shards: list[str], columns: dict[str, list], spec: ClipSpec) -> None:
+    def __init__(self, shards: list[str], rows: list[tuple[int, str, int, int, str]], spec: ClipSpec) -> None:
         self.shards, self.spec = shards, spec
-        self.shard = np.asarray(columns["shard"], dtype=np.int32)
-        self.offset = np.asarray(columns["offset"], dtype=np.int64)
-        self.size = np.asarray(columns["size"], dtype=np.int64)
-        self.keys, self.captions = StringTable(columns["key"]), StringTable(columns["caption"])
+        shard, keys, offset, size, captions = zip(*rows, strict=True)
+        self.shard = np.asarray(shard, dtype=np.int32)
+        self.offset, self.size = np.asarray(offset, dtype=np.int64), np.asarray(size, dtype=np.int64)
+        self.keys, self.captions = StringTable(keys), StringTable(captions)
 
     def __len__(self) -> int:
         return len(self.shard)
