@@ -186,3 +186,13 @@ def test_no_guidance_runs_one_branch(pipe):
     finally:
         del pipe.text_encoder.encode
     assert calls == [["a cat"], ["a cat", ""]]  # guidance 1 needs no negative prompt
+
+
+def test_minilm_pipeline_generates_and_round_trips(tmp_path):
+    pipe = tiny_pipeline(seed=1, text_encoder="minilm", frames=2)
+    assert pipe.unet.config.text_dim == 384
+    video = _video(pipe)
+    assert video.shape == (1, 2, 32, 32, 3)
+    pipe.save_pretrained(tmp_path / "model")
+    assert [p.name for p in (tmp_path / "model" / "text_encoder").iterdir()] == ["config.json"]  # no weight copy
+    assert np.array_equal(_video(HiGenPipeline.from_pretrained(tmp_path / "model")), video)

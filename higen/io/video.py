@@ -187,11 +187,14 @@ def video_fps(path: str | os.PathLike) -> float:
     """The frame rate recorded in the file (a PNG folder's ``video.json``)."""
     path = Path(path)
     if path.is_dir():
-        return float(_folder_meta(path).get("fps", 0.0)) or _missing_fps(path)
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        return float(rate) if rate else _missing_fps(path)
+        fps = _folder_meta(path).get("fps")
+    else:
+        with _open(path) as container:
+            stream = container.streams.video[0]
+            fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not fps:
+        raise ValueError(f"{path} does not record a frame rate")
+    return float(fps)
 
 
 def _open(path: Path):
@@ -207,10 +210,6 @@ def _open(path: Path):
         container.close()
         raise ValueError(f"{path} has no video stream")
     return container
-
-
-def _missing_fps(path: Path) -> float:
-    raise ValueError(f"{path} does not record a frame rate")
 
 
 def _folder_meta(folder: Path) -> dict:
