@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from higen.io.files import atomic_path, atomic_write_text
+from higen.io.files import atomic_write_text
+from higen.io.video import write_video
 from higen.world.captions import make_caption
 from higen.world.render import render
 from higen.world.spec import CLIP_SECONDS, SPLITS, ClipSpec, sample_spec
@@ -91,7 +91,7 @@ def export(
     for i in indices:
         item = dataset[i]
         name = f"{i:06d}.mp4"
-        write_video(folder / name, item["video"], fps)
+        write_video(folder / name, item["video"], fps=fps)
         rows.append((name, item["caption"]))
         specs.append(json.dumps({"path": name, "caption": item["caption"], "spec": item["spec"]}))
     atomic_write_text(folder / "specs.jsonl", "\n".join(specs) + "\n")
@@ -101,55 +101,3 @@ def export(
     writer.writerows(rows)
     atomic_write_text(manifest, text.getvalue())
     return manifest
-
-
-# ------------------------------------------------------------------------------ video files
-def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
-    """Write uint8 ``f h w 3`` as an H.264 MP4, atomically: ``higen.io.video`` when installed, else PyAV."""
-    try:
-        from higen.io.video import write_video as write
-    except ModuleNotFoundError as err:
-        if err.name != "higen.io.video":
-            raise
-        _write_mp4(path, frames, fps)
-        return
-    write(path, frames, fps=fps)
-
-
-def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    import av
-
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            stream.options = {"crf": "12"}  # near-lossless: the clips are training data
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-            container.mux(stream.encode())
-
-
-def read_video(path: Path) -> np.ndarray:
-    """Decode a video file (or a folder of PNG frames, with ``higen.io.video``) to uint8 ``f h w 3``."""
-    try:
-        from higen.io.video import read_video as read
-    except ModuleNotFoundError as err:
-        if err.name != "higen.io.video":
-            raise
-        return _read_frames(Path(path))
-    return read(path)[0]
-
-
-def _read_frames(path: Path) -> np.ndarray:
-    import av
-
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {path}")
-    try:
-        with av.open(str(path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot decode {path} as a video: {err}") from None
-    if not frames:
-        raise ValueError(f"{path} has no video frames")
-    return np.stack(frames)

@@ -20,11 +20,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from higen.world.captions import parse_prompt, spec_attributes
-from higen.world.dataset import read_video, world_clip
+from higen.io.video import read_video
+from higen.world.dataset import world_clip
 from higen.world.judge import CORRECT, INCORRECT, compare, gaussian_blur, measure, score
 from higen.world.render import render
 
-VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".mov", ".avi", ".mkv")
 # The attributes every evaluation reports, in table order.
 REPORTED = ("colour", "shape", "direction", "background", "speed", "size", "change", "end_colour")
 
@@ -258,7 +258,7 @@ def evaluate_videos(folder: str | Path, progress: bool = False) -> dict:
     missing = [str(p) for p, _ in pairs if not p.exists()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} listed videos are missing, e.g. {', '.join(missing[:3])}")
-    clips = [dict(score(prompt, read_video(path)), path=str(path)) for path, prompt in _maybe_progress(pairs, progress, "judging")]
+    clips = [dict(score(prompt, read_video(path)[0]), path=str(path)) for path, prompt in _maybe_progress(pairs, progress, "judging")]
     return dict(mode="videos", settings=dict(folder=str(folder)), summary=summarise(clips), clips=clips)
 
 
