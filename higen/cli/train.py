@@ -19,8 +19,10 @@ def add_parser(sub) -> None:
         ),
     )
     p.add_argument("--config", type=Path, help="training config (YAML); omitted: all defaults")
-    p.add_argument("--resume", nargs="?", const="auto", metavar="auto|PATH",
-                   help="continue from the latest checkpoint in train.output_dir (auto, the default) or from PATH")
+    p.add_argument("--resume", action="store_const", const="auto",
+                   help="continue from the latest checkpoint in train.output_dir (train.resume=auto)")
+    p.add_argument("--resume-from", dest="resume", type=str, metavar="PATH",
+                   help="continue from this checkpoint folder (or a run folder: its latest checkpoint)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
     p.set_defaults(run=run_train)
 

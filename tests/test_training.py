@@ -1,0 +1,420 @@
+"""The trainer's pieces and one-process runs: loss, conditioning, cues, histogram embedder, parameter
+groups, gradient accumulation, export, the CLI and its errors. Tiny random models on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from higen.cues import appearance_from_embeddings, motion_from_latents
+from higen.diffusion.schedule import NoiseSchedule
+from higen.encoders.histogram import HistogramEmbedder
+from higen.pipeline.pipeline import GenerationDefaults
+from higen.training.conditioning import (
+    NULL_TEXT, Conditioner, appearance_cue, caption_dropout_mask, image_cues, sample_generator, sample_generators, step_kind,
+)
+from higen.training.config import load_config
+from higen.training.logging import read_log
+from higen.training.loss import VPredictionLoss, draw_noise, draw_timesteps
+from higen.training.optim import SPATIAL_PATTERN
+from higen.training.synthetic import TINY_RUN, SyntheticData, synthetic_factory, tiny_components
+from higen.training.trainer import train
+
+
+def tiny_config(out: Path, *overrides: str):
+    return load_config(None, [*TINY_RUN, f"train.output_dir={out}", *overrides])
+
+
+def run(out: Path, *overrides: str, components=None, factory=None):
+    return train(tiny_config(out, *overrides), components or tiny_components(), factory or synthetic_factory())
+
+
+def conditioner(components, p=0.0, scale=10.0, seed=1):
+    return Conditioner(components.text_encoder, components.autoencoder, components.embedder, seed=seed,
+                       caption_dropout=p, appearance_scale=scale, device=torch.device("cpu"))
+
+
+def checkpoint_tensors(out: Path, stem: str, step: int) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "checkpoints" / f"step_{step:07d}" / f"{stem}.safetensors"))
+
+
+# ------------------------------------------------------------------------------------------ loss
+
+
+def test_loss_is_per_sample_v_mse():
+    schedule = NoiseSchedule()
+    a = schedule.alphas_cumprod()
+    x0, noise = torch.randn(3, 4, 2, 4, 4), torch.randn(3, 4, 2, 4, 4)
+    t = torch.tensor([0, 500, 999])
+    loss = VPredictionLoss(schedule)
+    # v = sqrt(a_t) noise - sqrt(1 - a_t) x0 (higen.md §4): a model predicting zeros pays mean(v^2) per sample.
+    v = a[t].sqrt()[:, None, None, None, None] * noise - (1 - a[t]).sqrt()[:, None, None, None, None] * x0
+    zeros = loss(lambda x, ts, **kw: torch.zeros_like(x), x0, t, noise)
+    assert zeros.shape == (3,)
+    torch.testing.assert_close(zeros, v.pow(2).flatten(1).mean(1))
+    # Zero terminal SNR: at t = 999 the input is pure noise and the target is -x0.
+    seen = {}
+
+    def oracle(x, ts, **kw):
+        seen["x"] = x
+        return v
+
+    assert loss(oracle, x0, t, noise).abs().max() < 1e-10
+    torch.testing.assert_close(seen["x"][2], noise[2])
+
+
+def test_noise_and_timesteps_follow_their_keys():
+    gens = sample_generators(7, 3, [11], "noise")
+    noise = draw_noise(gens, (4, 2, 5, 5), 0.1)
+    g = sample_generator(7, 3, 11, "noise")
+    # Offset noise: Gaussian plus 0.1 x one value per (c, f), constant over (h, w).
+    expected = torch.randn(1, 4, 2, 5, 5, generator=g) + 0.1 * torch.randn(1, 4, 2, 1, 1, generator=g)
+    assert torch.equal(noise, expected)
+    t = draw_timesteps(sample_generators(0, 0, list(range(5000)), "timestep"), 1000)
+    assert t.min() >= 0 and t.max() <= 999 and t.dtype == torch.int64
+    # U{0..999}: mean 499.5, standard deviation 288.7; the mean of 5000 draws is within 4 sigma.
+    assert abs(t.float().mean().item() - 499.5) < 4 * 288.7 / math.sqrt(5000)
+
+
+def test_per_sample_randomness_is_independent_of_the_batch():
+    alone = sample_generators(5, 9, [42], "noise")[0]
+    batched = sample_generators(5, 9, [3, 42, 8], "noise")[1]
+    assert torch.equal(torch.randn(8, generator=alone), torch.randn(8, generator=batched))
+    reference = torch.randn(8, generator=sample_generator(5, 9, 42, "noise"))
+    for other in (sample_generator(5, 10, 42, "noise"), sample_generator(5, 9, 43, "noise"), sample_generator(5, 9, 42, "timestep"),
+                  sample_generator(6, 9, 42, "noise")):
+        assert not torch.equal(reference, torch.randn(8, generator=other))
+
+
+# ------------------------------------------------------------------------------------ conditioning
+
+
+def test_caption_dropout_rate_and_null_text():
+    n = 4000
+    rate = sum(caption_dropout_mask(3, 1, list(range(n)), 0.1)) / n
+    assert abs(rate - 0.1) < 4 * math.sqrt(0.1 * 0.9 / n)  # binomial, 4 sigma
+    assert not any(caption_dropout_mask(3, 1, list(range(50)), 0.0))
+    assert all(caption_dropout_mask(3, 1, list(range(50)), 1.0))
+    # The null text is what inference uses for the unconditional branch.
+    assert NULL_TEXT == GenerationDefaults().negative_prompt == ""
+    components = tiny_components()
+    data = SyntheticData(frames=4, height=32, width=32, length=8, seed=0, batch_size=2)
+    batch = data.next_batch("video")
+    dropped = conditioner(components, p=1.0)(batch, step=1)
+    kept = conditioner(components, p=0.0)(batch, step=1)
+    null = components.text_encoder.encode([""])
+    assert dropped.dropped == [True, True]
+    assert torch.equal(dropped.text, null.expand(2, -1, -1))
+    assert torch.equal(kept.text, components.text_encoder.encode(batch.captions))
+
+
+def test_image_step_rate_is_per_step_and_rank_free():
+    n, p = 4000, 0.25
+    kinds = [step_kind(9, s, p) for s in range(1, n + 1)]
+    rate = kinds.count("image") / n
+    assert abs(rate - p) < 4 * math.sqrt(p * (1 - p) / n)
+    assert kinds == [step_kind(9, s, p) for s in range(1, n + 1)]  # a function of (seed, step) only
+    assert step_kind(9, 1, 1.0, has_images=False) == "video"
+    assert step_kind(9, 1, 0.0, has_videos=False) == "image"
+
+
+@pytest.mark.parametrize("frames", [4, 5])
+def test_video_conditioning(frames):
+    components = tiny_components()
+    data = SyntheticData(frames=frames, height=32, width=32, length=8, seed=0, batch_size=2)
+    batch = data.next_batch("video")
+    cond = conditioner(components, seed=4)
+    inputs = cond(batch, step=3)
+    latents = inputs.latents
+    assert latents.shape == (2, 4, frames, 16, 16)
+    # The spatial prior is the clean latent of the middle frame (higen.md §1).
+    assert torch.equal(inputs.spatial_prior, latents[:, :, frames // 2])
+    assert torch.equal(inputs.motion, motion_from_latents(latents).float())
+    # Latents are a posterior sample keyed by (seed, step, index): the same alone or in any batch.
+    i = batch.indices[1]
+    own = components.autoencoder.encode(batch.pixels[1:2], sample=True, generator=sample_generator(4, 3, i, "posterior"))
+    assert torch.equal(latents[1:2], own)
+    mean = components.autoencoder.encode(batch.pixels[1:2], sample=False)
+    assert not torch.equal(own, mean)
+    # Appearance: 1 - k (1 - cos) of the per-frame embeddings.
+    e = torch.nn.functional.normalize(components.embedder.embed(batch.pixels), dim=-1)
+    cos = e @ e.transpose(1, 2)
+    torch.testing.assert_close(inputs.appearance, 1 - 10.0 * (1 - cos))
+
+
+def test_image_step_cues_are_what_stage_one_sees():
+    components = tiny_components()
+    data = SyntheticData(frames=4, height=32, width=32, length=8, seed=0, batch_size=2)
+    inputs = conditioner(components)(data.next_batch("image"), step=1)
+    b = 2
+    assert inputs.latents.shape[2] == 1
+    assert torch.equal(inputs.spatial_prior, torch.zeros(b, 4, 16, 16))
+    assert torch.equal(inputs.motion, torch.zeros(b))
+    assert torch.equal(inputs.appearance, torch.ones(b, 1, 1))
+    prior, motion, appearance = image_cues(inputs.latents)
+    assert torch.equal(prior, inputs.spatial_prior)
+    # The pipeline's spatial stage passes appearance ones (b, 1, W): the UNet embeds both identically.
+    unet = components.unet
+    width = unet.config.appearance_width
+    torch.testing.assert_close(unet.appearance_embedding(inputs.appearance, b, 1, "cpu"),
+                               unet.appearance_embedding(torch.ones(b, 1, width), b, 1, "cpu"))
+
+
+def test_appearance_scale_five_is_the_release_remap():
+    e = torch.randn(2, 6, 16)
+    torch.testing.assert_close(appearance_cue(e, 5.0), appearance_from_embeddings(e))
+    torch.testing.assert_close(appearance_cue(e, 1.0), torch.nn.functional.normalize(e, dim=-1) @ torch.nn.functional.normalize(e, dim=-1).transpose(1, 2))
+
+
+# ---------------------------------------------------------------------------- histogram embedder
+
+
+def _frame_with_square(colour, background=(-1.0, -1.0, -1.0), box=(0, 0, 0, 0), size=40):
+    """``1 3 1 H W`` in [-1, 1]: ``background`` with a ``colour`` rectangle at ``box`` = (y0, x0, h, w)."""
+    frame = torch.tensor(background).reshape(1, 3, 1, 1, 1).expand(1, 3, 1, size, size).clone()
+    y, x, h, w = box
+    frame[:, :, :, y : y + h, x : x + w] = torch.tensor(colour).reshape(1, 3, 1, 1, 1)
+    return frame
+
+
+def _centre(k: int, bins: int = 8) -> float:
+    """The [-1, 1] value at bin ``k``'s centre ((k + 0.5) / bins on the [0, 1] scale)."""
+    return 2 * (k + 0.5) / bins - 1
+
+
+def test_histogram_bins_and_soft_assignment():
+    h = HistogramEmbedder(bins=8)
+    c = (_centre(1), _centre(6), _centre(3))
+    one = h.embed(_frame_with_square(c, background=c))[0, 0]
+    expected = torch.zeros(512)
+    expected[1 * 64 + 6 * 8 + 3] = 1.0
+    torch.testing.assert_close(one, expected)
+    # Halfway between the centres of red bins 1 and 2: half the vote each, sqrt(0.5) after the root.
+    half = ((_centre(1) + _centre(2)) / 2, _centre(6), _centre(3))
+    soft = h.embed(_frame_with_square(half, background=half))[0, 0]
+    assert torch.allclose(soft[1 * 64 + 6 * 8 + 3], torch.tensor(math.sqrt(0.5))) and torch.allclose(soft[2 * 64 + 6 * 8 + 3], torch.tensor(math.sqrt(0.5)))
+    assert torch.allclose(soft.norm(), torch.tensor(1.0))
+
+
+def test_histogram_ignores_position_and_sees_colour_and_size():
+    h = HistogramEmbedder()
+    red, green, black = (_centre(7), _centre(0), _centre(0)), (_centre(0), _centre(7), _centre(0)), (_centre(0),) * 3
+    n = 40 * 40
+    a = 160 / n  # a 10 x 16 object covers a = 10% of the 40 x 40 frame
+    clip = torch.cat([
+        _frame_with_square(red, black, (2, 3, 10, 16)),
+        _frame_with_square(red, black, (25, 20, 10, 16)),  # moved: the same histogram
+        _frame_with_square(green, black, (25, 20, 10, 16)),  # recoloured
+        _frame_with_square(red, black, (5, 5, 20, 16)),  # grown to 2a
+    ], dim=2)
+    e = h.embed(clip)[0]
+    cos = e @ e.T
+    assert torch.allclose(cos[0, 1], torch.tensor(1.0), atol=1e-6)
+    # Bhattacharyya coefficients of two-colour histograms: sum over bins of sqrt(p q).
+    assert torch.allclose(cos[0, 2], torch.tensor(1 - a), atol=1e-6)
+    assert torch.allclose(cos[0, 3], torch.tensor(math.sqrt((1 - a) * (1 - 2 * a)) + math.sqrt(a * 2 * a)), atol=1e-6)
+    # The default scale 10 maps a complete colour change of a tenth of the frame to about 0.
+    appearance = appearance_cue(e[None], 10.0)[0]
+    assert abs(appearance[0, 2].item()) < 1e-4 and torch.allclose(appearance[0, 1], torch.tensor(1.0), atol=1e-5)
+
+
+def test_histogram_is_float32_under_autocast():
+    video = torch.rand(1, 3, 2, 48, 48) * 2 - 1
+    h = HistogramEmbedder()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = h.embed(video)
+    assert low.dtype == torch.float32 and torch.equal(low, h.embed(video))
+
+
+# ------------------------------------------------------------------------------------- training runs
+
+
+def test_run_logs_checkpoints_and_exports(tmp_path):
+    out = tmp_path / "run"
+    result = run(out, "train.max_steps=4", "checkpoint.every=2", "log.every=1", "cues.image_probability=0.5", "sample.every=4",
+                 "sample.steps=2", "sample.prompts=[a red square]")
+    records = read_log(out / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) and r["clips_per_s"] > 0 for r in records)
+    seed = load_config(None, list(TINY_RUN)).train.seed
+    assert [r["kind"] for r in records] == [step_kind(seed, s, 0.5) for s in (1, 2, 3, 4)]
+    assert result.step == 4 and result.loss == records[-1]["loss"]
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_0000004"
+    assert (out / "samples" / "step_0000004_0.mp4").is_file()
+    # The exported folder holds the EMA weights and loads as a pipeline.
+    from higen.pipeline.pipeline import HiGenPipeline
+
+    pipe = HiGenPipeline.from_pretrained(out / "model")
+    ema = checkpoint_tensors(out, "ema", 4)
+    for name, value in pipe.unet.state_dict().items():
+        assert torch.equal(value, ema[name]), name
+    assert pipe("a red square", frames=4, spatial_steps=1, temporal_steps=1, seed=0).video.shape == (1, 4, 32, 32, 3)
+
+
+def test_frozen_groups_stay_and_grad_scale_scales_adam_moments(tmp_path):
+    components = tiny_components(dropout=0.0)
+    before = {k: v.clone() for k, v in components.unet.state_dict().items()}
+    run(tmp_path / "frozen", "train.max_steps=2", "optim.param_groups=[{pattern: temporal, freeze: true}]", components=components)
+    after = checkpoint_tensors(tmp_path / "frozen", "model", 2)
+    temporal = [k for k in before if "temporal" in k]
+    assert temporal and all(torch.equal(after[k], before[k]) for k in temporal)
+    assert any(not torch.equal(after[k], before[k]) for k in before if "temporal" not in k)
+    assert not any("temporal" in k for k in checkpoint_tensors(tmp_path / "frozen", "optimizer", 2))
+
+    # One step without clipping: Adam's first moment is (1 - b1) g, so grad_scale 0.5 halves it
+    # (and quarters the second moment) on the @spatial weights and leaves the others alone.
+    common = ("train.max_steps=1", "optim.grad_clip=0")
+    run(tmp_path / "plain", *common, components=tiny_components(dropout=0.0))
+    run(tmp_path / "scaled", *common, "optim.param_groups=[{pattern: '@spatial', grad_scale: 0.5}]", components=tiny_components(dropout=0.0))
+    plain, scaled = checkpoint_tensors(tmp_path / "plain", "optimizer", 1), checkpoint_tensors(tmp_path / "scaled", "optimizer", 1)
+    import re
+
+    spatial = re.compile(SPATIAL_PATTERN)
+    checked = 0
+    for key, value in plain.items():
+        name, _, field = key.rpartition("::")
+        if field in ("exp_avg", "exp_avg_sq"):
+            factor = (0.5 if field == "exp_avg" else 0.25) if spatial.search(name) else 1.0
+            torch.testing.assert_close(scaled[key], factor * value, rtol=1e-5, atol=1e-12)
+            checked += 1
+    assert checked > 0
+
+
+# Runs compared for equality differ only in the order of floating-point sums (~1e-7 relative). Adam
+# divides each gradient by its running RMS + eps: a gradient that is zero in exact arithmetic (e.g. a
+# bias followed by a GroupNorm) comes out as +-1e-10 of float noise, which eps = 1e-8 would turn into
+# a full +-lr step of arbitrary sign. eps = 1e-3 keeps updates proportional to such gradients, so
+# the comparison sees the trainer's arithmetic rather than Adam's sign amplification.
+EQUIVALENCE = ("optim.eps=1e-3", "optim.grad_clip=0", "log.every=1")
+# Weights near 1 have a float32 spacing of 1.2e-7; equal runs agree to a few of those.
+WEIGHT_TOLERANCE = 1e-6
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], initial: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    assert max((a[k] - initial[k]).abs().max().item() for k in a) > 100 * WEIGHT_TOLERANCE  # the runs did train
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < WEIGHT_TOLERANCE, worst
+
+
+def test_grad_accumulation_matches_a_bigger_batch(tmp_path):
+    # Dropout off: its masks come from the global RNG in a different order for 2 x 1 and 1 x 2 samples.
+    components = tiny_components(dropout=0.0)
+    initial = {k: v.clone() for k, v in components.unet.state_dict().items()}
+    run(tmp_path / "accum", *EQUIVALENCE, "train.batch_size=1", "train.grad_accum=2", "train.max_steps=3", components=components)
+    run(tmp_path / "batch", *EQUIVALENCE, "train.batch_size=2", "train.max_steps=3", components=tiny_components(dropout=0.0))
+    a, b = checkpoint_tensors(tmp_path / "accum", "model", 3), checkpoint_tensors(tmp_path / "batch", "model", 3)
+    assert_same_weights(a, b, initial)
+    la, lb = read_log(tmp_path / "accum" / "log.jsonl"), read_log(tmp_path / "batch" / "log.jsonl")
+    np.testing.assert_allclose([r["loss"] for r in la], [r["loss"] for r in lb], rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _write_clips(folder: Path, n: int) -> Path:
+    """``n`` tiny MP4 clips of moving squares and a manifest.csv naming them."""
+    from higen.io.video import write_video
+    from higen.training.synthetic import render_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["path,caption"]
+    for i in range(n):
+        video, caption = render_clip(0, i, 8, 32, 32)
+        frames = ((video.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        write_video(folder / f"clip{i}.mp4", frames, fps=8)
+        rows.append(f"clip{i}.mp4,{caption}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder / "manifest.csv"
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    from higen.cli.main import main
+
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def _cli_config(tmp_path: Path, **extra) -> Path:
+    from higen.testing import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny")
+    manifest = _write_clips(tmp_path / "clips", 4)
+    config = {
+        "model": {"init": "folder", "path": str(model)},
+        "data": {"source": "manifest", "videos": str(manifest), "frames": 4, "height": 32, "width": 32, "fps": 8.0, "num_workers": 0},
+        "train": {"output_dir": str(tmp_path / "run"), "max_steps": 2, "batch_size": 2},
+        "optim": {"warmup_steps": 0},
+        "log": {"progress": False, "tensorboard": False},
+    }
+    for section, values in extra.items():
+        config.setdefault(section, {}).update(values)
+    path = tmp_path / "train.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cli_trains_from_a_manifest_and_resumes(tmp_path, capsys):
+    config = _cli_config(tmp_path)
+    code, err = _cli(["train", "--config", str(config)], capsys)
+    assert code == 0, err
+    assert (tmp_path / "run" / "model" / "model_index.json").is_file()
+    # Continue the finished run for two more steps.
+    code, err = _cli(["train", "--config", str(config), "--resume", "train.max_steps=4"], capsys)
+    assert code == 0, err
+    assert [r["step"] for r in read_log(tmp_path / "run" / "log.jsonl")][-1] == 4
+    assert "changed: train.max_steps: 2 -> 4" in err
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("optim.lrr=1e-4", ["optim.lrr", "did you mean 'lr'"]),
+        ("optim.lr=fast", ["optim.lr", "number"]),
+        ("train.max_steps=2.5", ["train.max_steps", "integer"]),
+    ],
+)
+def test_cli_config_errors_name_the_key(tmp_path, capsys, override, words):
+    code, err = _cli(["train", "--config", str(_cli_config(tmp_path)), override], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and all(w in err for w in words), err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cli_refuses_missing_manifest_files_and_other_models(tmp_path, capsys):
+    config = _cli_config(tmp_path)
+    (tmp_path / "clips" / "clip2.mp4").unlink()
+    code, err = _cli(["train", "--config", str(config)], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "clip2.mp4" in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+    config = _cli_config(tmp_path / "b")
+    assert _cli(["train", "--config", str(config)], capsys)[0] == 0
+    # A scratch UNet of another size cannot continue this run.
+    code, err = _cli(["train", "--config", str(config), "--resume", "model.init=scratch", "model.unet.base_channels=64",
+                      f"model.text_encoder={tmp_path / 'b' / 'tiny' / 'text_encoder'}", "model.unet.text_dim=16",
+                      "model.unet.channel_mult=[1,2]", "model.unet.attention_levels=[0]", "model.unet.head_dim=16"], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "different model" in err and "base_channels" in err, err
+    assert sorted(p.name for p in (tmp_path / "b" / "run" / "checkpoints").iterdir()) == ["latest", "step_0000002"]
+
+
+@pytest.mark.slow
+def test_a_few_hundred_steps_lower_the_loss(tmp_path):
+    """``higen train`` on moving squares: the last 50 steps' mean loss is clearly below the first 50's."""
+    out = tmp_path / "long"
+    run(out, "train.max_steps=300", "log.every=1", "optim.lr=5e-4", "optim.warmup_steps=20", "train.batch_size=4",
+        "checkpoint.every=1000", "checkpoint.export_model=false", components=tiny_components(dropout=0.0),
+        factory=synthetic_factory(length=256))
+    losses = [r["loss"] for r in read_log(out / "log.jsonl")]
+    first, last = np.mean(losses[:50]), np.mean(losses[-50:])
+    print(f"mean loss, steps 1-50: {first:.4f}; steps 251-300: {last:.4f}", file=sys.stderr)
+    assert last < 0.8 * first
