@@ -178,7 +178,7 @@ class DistributedSection:
 class DebugSection:
     """Fault injection for tests of crash safety; never set these in a real run."""
 
-    kill_after_step: int | None = None  # SIGKILL this process right after this step (and its checkpoint)
+    kill_after_step: int | None = None  # SIGKILL this process right after this step (after its checkpoint, if one is due)
     kill_during_checkpoint: int | None = None  # SIGKILL in the middle of writing this step's checkpoint
 
 

@@ -130,11 +130,11 @@ TINY_RUN = ("data.source=world", "data.frames=4", "data.height=32", "data.width=
             "log.tensorboard=false", "optim.warmup_steps=0", "optim.lr=1e-3", "train.max_steps=4")
 
 
-def tiny_components(seed: int = 0, dropout: float = 0.1, appearance: str = "histogram"):
+def tiny_components(seed: int = 0, dropout: float = 0.1, appearance: str = "histogram", **unet):
     """Tiny random components (``higen.testing``) for :func:`higen.training.trainer.train`.
 
     The UNet's zero-initialised branches are randomised (``higen.testing.tiny_unet``), so the prior
-    and the cues change its output from the first step.
+    and the cues change its output from the first step. ``unet``: overrides of its tiny config.
     """
     from higen.diffusion.schedule import NoiseSchedule
     from higen.encoders.histogram import HistogramEmbedder
@@ -143,7 +143,7 @@ def tiny_components(seed: int = 0, dropout: float = 0.1, appearance: str = "hist
     from higen.training.components import Components
 
     text_encoder = tiny_text_encoder(seed)
-    unet = tiny_unet(seed, text_dim=text_encoder.dim, dropout=dropout, temporal_dropout=dropout).train()
+    unet = tiny_unet(seed, **{"text_dim": text_encoder.dim, "dropout": dropout, "temporal_dropout": dropout, **unet}).train()
     embedder = HistogramEmbedder() if appearance == "histogram" else None
     defaults = GenerationDefaults(frames=4, height=32, width=32, spatial_steps=2, temporal_steps=2)
     return Components(unet, text_encoder, tiny_autoencoder(seed), embedder, NoiseSchedule(), defaults)

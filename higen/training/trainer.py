@@ -99,7 +99,8 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
             "or choose another train.output_dir"
         )
     saved_tensors, saved_meta = ckpt.load_checkpoint(resume_from) if resume_from else ({}, {})
-    resume_notes = _check_resume(saved_meta, cfg, world) if resume_from else []
+    unet_config = components.unet.config if components is not None else expected_unet_config(cfg)
+    resume_notes = _check_resume(saved_meta, cfg, unet_config, world) if resume_from else []
 
     # ---------------------------------------------------------------- 2. data and models
     # Data first, so a bad manifest fails in seconds; a latent cache is checked against the encoders.
@@ -211,7 +212,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
             epochs = _report_epochs(data, epochs, logger, world)
         if cfg.sample.every and step % cfg.sample.every == 0:
             _write_samples(cfg, model, ema, components, output_dir / "samples", step, world, logger)
-        if step % cfg.checkpoint.every == 0 or step == t_cfg.max_steps or step == cfg.debug.kill_after_step:
+        if step % cfg.checkpoint.every == 0 or step == t_cfg.max_steps:
             fault = _kill_self if step == cfg.debug.kill_during_checkpoint else None
             last_ckpt = _save(cfg, ckpt_root, step, model, optimizer, names, lr_schedule, scaler, ema, data, world, fault)
         if step == cfg.debug.kill_after_step:
@@ -293,9 +294,9 @@ def _flat_config(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_resume(meta: dict, cfg: TrainConfig, world: World) -> list[str]:
+def _check_resume(meta: dict, cfg: TrainConfig, unet_config, world: World) -> list[str]:
     """Refuse a checkpoint of another model or an incompatible run; return the harmless changes."""
-    problems = [f"UNet {d}" for d in unet_differences(meta["unet_config"], expected_unet_config(cfg))]
+    problems = [f"UNet {d}" for d in unet_differences(meta["unet_config"], unet_config)]
     if problems:
         raise ValueError("the checkpoint is of a different model: " + "; ".join(problems))
     then, now = _flat_config(meta["config"]), _flat_config(cfg.to_dict())
