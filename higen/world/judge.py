@@ -263,9 +263,9 @@ def gaussian_blur(image: np.ndarray, sigma: float, axes: tuple[int, ...] = (0, 1
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     kernel /= kernel.sum()
     for axis in axes:
-        n = out.shape[axis]
         padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in range(out.ndim)], mode="edge")
-        out = sum(k * np.take(padded, np.arange(i, i + n), axis=axis) for i, k in enumerate(kernel))
+        # Windows along ``axis`` become a trailing axis; the (symmetric) kernel is dotted with each window.
+        out = (np.lib.stride_tricks.sliding_window_view(padded, len(kernel), axis=axis) @ kernel).astype(np.float32)
     return out
 
 
