@@ -103,13 +103,7 @@ def test_output_latents_decode_to_the_video(pipe):
     assert plain.latents is None and plain.prior_latents is None
 
 
-# higen.diffusion.sampling.sample passes generator= to every scheduler's step(), and diffusers'
-# UniPCMultistepScheduler.step takes none: a bug in that module (not this task's to edit), reported.
-UNIPC_BUG = pytest.mark.xfail(raises=TypeError, strict=True, reason="sample() passes generator= to UniPC's step()")
-SAMPLER_CASES = [pytest.param(s, marks=UNIPC_BUG) if s == "unipc" else s for s in SAMPLERS]
-
-
-@pytest.mark.parametrize("sampler", SAMPLER_CASES)
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_every_sampler_runs(pipe, sampler):
     out = pipe("a cat", seed=0, sampler=sampler)
     assert out.video.shape == (1, 4, 32, 32, 3) and out.settings["sampler"] == sampler

@@ -7,6 +7,8 @@ multistep solvers. A scheduler is created fresh for every sampling run, so no st
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -113,10 +115,12 @@ def sample(
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     sampler.set_timesteps(steps, device=noise.device)
+    # Only stochastic samplers take a generator (UniPC's step() has no such argument).
+    extra = {"generator": generator} if "generator" in inspect.signature(sampler.step).parameters else {}
     x = noise * sampler.init_noise_sigma
     for i, t in enumerate(sampler.timesteps):
         v = denoiser(sampler.scale_model_input(x, t), t)
-        x = sampler.step(v, t, x, generator=generator).prev_sample
+        x = sampler.step(v, t, x, **extra).prev_sample
         if callback is not None:
             callback(i, steps, x)
     return x
