@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -72,6 +73,9 @@ def train(cfg: TrainConfig, components: Components | None = None, data_factory: 
     ``TrainingData`` interface of ``higen.data``.
     """
     cfg.validate()
+    # FSDP2 warns that the UNet returns a view (rearrange); only an in-place op on it would be wrong,
+    # and the loss uses none.
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     world = setup(cfg.train.device, cfg.distributed)
     try:
         return _train(cfg, world, components, data_factory)
@@ -307,7 +311,10 @@ def _check_resume(meta: dict, cfg: TrainConfig, unet_config, world: World) -> li
     if fatal:
         details = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" if k in then or k in now else k for k in fatal)
         raise ValueError(f"cannot resume exactly from this checkpoint, settings differ: {details}")
-    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in changed if not k.startswith(_RESUME_IGNORED)]
+    notes = [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in changed if not k.startswith(_RESUME_IGNORED)]
+    if "train.max_steps" in changed and cfg.optim.decay_steps is None and cfg.optim.schedule == "cosine":
+        notes.append("the cosine LR schedule now decays over the new train.max_steps (set optim.decay_steps to keep it)")
+    return notes
 
 
 def _restore(meta, tensors, optimizer, names, lr_schedule, scaler, ema, data, world: World) -> None:
