@@ -25,7 +25,7 @@ from higen.training.logging import read_log
 from higen.training.loss import VPredictionLoss, draw_noise, draw_timesteps
 from higen.training.optim import SPATIAL_PATTERN
 from higen.training.synthetic import TINY_RUN, SyntheticData, synthetic_factory, tiny_components
-from higen.training.trainer import train
+from higen.training.trainer import make_training_data, train
 
 
 def tiny_config(out: Path, *overrides: str):
@@ -407,13 +407,44 @@ def test_cli_refuses_missing_manifest_files_and_other_models(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "b" / "run" / "checkpoints").iterdir()) == ["latest", "step_0000002"]
 
 
+def test_train_cache_then_train_from_it(tmp_path, capsys):
+    world = {"source": "world", "length": 6, "videos": None}
+    config = _cli_config(tmp_path, data=world)
+    cache = tmp_path / "cache"
+    code, err = _cli(["train-cache", str(cache), "--config", str(config), "--batch-size", "4", "--shard-size", "4"], capsys)
+    assert code == 0, err
+    from higen.data.cache import open_cache
+
+    info = json.loads((cache / "cache.json").read_text())
+    assert info["count"] == 6 and sorted(info["fields"]) == ["appearance", "latents", "motion", "text"]
+    settings = info["settings"]
+    row = open_cache(cache, settings).load(5, np.random.default_rng(0)).tensors
+    assert row["latents"].shape == (4, 4, 16, 16) and row["text"].shape == (77, 16)
+    # The cached cues are the training cues of the cached latents.
+    torch.testing.assert_close(row["motion"], motion_from_latents(row["latents"][None])[0].float())
+    torch.testing.assert_close(torch.diagonal(row["appearance"]), torch.ones(4))
+    assert settings["appearance"] == "histogram" and settings["appearance_scale"] == 10.0
+
+    on_cache = ["data.source=cache", f"data.videos={cache}"]
+    code, err = _cli(["train", "--config", str(config), *on_cache], capsys)
+    assert code == 0, err
+    assert len(read_log(tmp_path / "run" / "log.jsonl")) == 1  # log.every 10: the last step only
+    # A run whose cues differ from the cache's is refused, naming the setting.
+    code, err = _cli(["train", "--config", str(config), *on_cache, "cues.appearance=ones", f"train.output_dir={tmp_path / 'other'}"], capsys)
+    assert code == 2 and "appearance" in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "other" / "checkpoints").exists()
+
+
 @pytest.mark.slow
 def test_a_few_hundred_steps_lower_the_loss(tmp_path):
-    """``higen train`` on moving squares: the last 50 steps' mean loss is clearly below the first 50's."""
+    """Training a tiny model on the procedural world: the last 50 steps' mean loss is clearly below the first 50's.
+
+    The same as ``higen train --config configs/world_tiny_cpu.yaml`` with a smaller model (docs/training.md).
+    """
     out = tmp_path / "long"
     run(out, "train.max_steps=300", "log.every=1", "optim.lr=5e-4", "optim.warmup_steps=20", "train.batch_size=4",
-        "checkpoint.every=1000", "checkpoint.export_model=false", components=tiny_components(dropout=0.0),
-        factory=synthetic_factory(length=256))
+        "checkpoint.every=1000", "checkpoint.export_model=false", "data.length=256", "data.num_workers=0",
+        components=tiny_components(dropout=0.0), factory=make_training_data)
     losses = [r["loss"] for r in read_log(out / "log.jsonl")]
     first, last = np.mean(losses[:50]), np.mean(losses[-50:])
     print(f"mean loss, steps 1-50: {first:.4f}; steps 251-300: {last:.4f}", file=sys.stderr)

@@ -130,9 +130,12 @@ def unet_differences(saved: dict, current: UNetConfig) -> list[str]:
 
 
 def load_text_encoder_from(source: str | Path, tokenizer: str | None = None) -> nn.Module:
-    """A text-encoder folder, or the release's ``open_clip_pytorch_model.bin`` (OpenCLIP ViT-H-14)."""
-    from higen.encoders.text import CLIPTextEncoder, load_text_encoder
+    """A text-encoder folder, the release's ``open_clip_pytorch_model.bin`` (OpenCLIP ViT-H-14), or
+    ``minilm`` (the offline MiniLM sentence encoder package: models trained without the release's files)."""
+    from higen.encoders.text import CLIPTextEncoder, MiniLMTextEncoder, load_text_encoder
 
+    if str(source) == "minilm":
+        return MiniLMTextEncoder()
     path = Path(source)
     if path.is_dir():
         return load_text_encoder(path)

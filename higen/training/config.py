@@ -32,7 +32,7 @@ class ModelSection:
     path: str | None = None  # vgen: the .pth/.safetensors file; folder: the model folder
     vgen_config: str | None = None  # vgen: JSON of the VGen constructor kwargs (default: the release's)
     unet: UNetConfig = field(default_factory=UNetConfig)  # scratch only; otherwise taken from the weights
-    text_encoder: str | None = None  # text-encoder folder or open_clip_pytorch_model.bin; default: the model folder's
+    text_encoder: str | None = None  # text-encoder folder, open_clip_pytorch_model.bin or minilm; default: the model folder's
     tokenizer: str | None = None  # with an OpenCLIP .bin text encoder: CLIP tokenizer folder or bpe_simple_vocab_16e6.txt.gz
     autoencoder: str | None = None  # autoencoder folder or SD 2.1 .ckpt; default: the model folder's autoencoder/
     dropout: float | None = None  # override the UNet's ResBlock/temporal dropout (None: keep the model's)
