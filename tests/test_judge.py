@@ -11,7 +11,7 @@ import pytest
 
 from higen.cli.main import main
 from higen.io.video import write_video
-from higen.world.captions import parse_prompt
+from higen.world.captions import parse_prompt, spec_attributes
 from higen.world.colour import delta_e, srgb_to_lab
 from higen.world.dataset import export, world_clip
 from higen.world.evaluate import (
@@ -329,3 +329,16 @@ def test_gaussian_blur_keeps_mass_and_spreads_by_sigma():
     assert np.allclose(blurred, blurred.T) and np.allclose(blurred, blurred[::-1])
     # the variance along an axis is sigma^2 (less a sliver for the kernel's cut at 3 sigma)
     assert (blurred.sum(0) * offsets**2).sum() == pytest.approx(1.5**2, rel=0.03)
+
+
+def test_judge_on_washed_out_tinted_clips():
+    # A weak generator's colours: 30% of the way to the background (lower contrast) plus a slight colour cast.
+    scores = []
+    for i in range(60):
+        spec, caption = world_clip(21, i, "all")
+        video = render(spec, FRAMES, SIZE, SIZE).astype(float)
+        background = np.median(video, axis=2, keepdims=True)
+        video = np.clip(np.rint(video + 0.3 * (background - video) + np.array([6, -4, 3])), 0, 255).astype(np.uint8)
+        scores.append(compare(spec_attributes(spec), measure(video)))
+    for name in ("colour", "shape", "direction", "background", "change"):
+        assert np.mean([s["results"][name] == CORRECT for s in scores]) >= MIN_ACCURACY, name
