@@ -122,8 +122,9 @@ def _parts(spec: ClipSpec, rng: np.random.Generator) -> dict[str, str | None]:
 def _background_phrase(name: str, rng: np.random.Generator) -> str:
     preposition = _pick(rng, ("on", "over", "against", "in front of"))
     if name == "gradient":
-        return f"{preposition} {_article(_pick(rng, GRADIENT_PHRASES[:3]))}" if rng.random() < 0.5 else \
-            f"{preposition} {_article(_pick(rng, ('gradient', 'shaded')))} {_pick(rng, BACKGROUND_NOUNS)}"
+        if rng.random() < 0.5:  # "over a gray gradient"
+            return f"{preposition} {_article(_pick(rng, GRADIENT_PHRASES[:3]))}"
+        return f"{preposition} {_article(_pick(rng, ('gradient', 'shaded')))} {_pick(rng, BACKGROUND_NOUNS)}"
     word = _pick(rng, BACKGROUND_WORDS[name])
     return f"{preposition} {word}" if rng.random() < 0.3 else f"{preposition} {_article(word)} {_pick(rng, BACKGROUND_NOUNS)}"
 

@@ -185,7 +185,9 @@ def _drop_strays(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return mask
-    radius = 2.0 * math.sqrt(len(ys)) + 2.0  # the object's diagonal fits: shapes are at most ~2x as long as wide
+    # A world shape of half-extent e lies within e of its centre and covers >= 1.3 e^2, so 2 sqrt(area) > 2e
+    # keeps all of it even from a median position a little off its centre.
+    radius = 2.0 * math.sqrt(len(ys)) + 2.0
     keep = (np.abs(ys - np.median(ys)) <= radius) & (np.abs(xs - np.median(xs)) <= radius)
     out = np.zeros_like(mask)
     out[ys[keep], xs[keep]] = True
