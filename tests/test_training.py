@@ -449,3 +449,11 @@ def test_a_few_hundred_steps_lower_the_loss(tmp_path):
     first, last = np.mean(losses[:50]), np.mean(losses[-50:])
     print(f"mean loss, steps 1-50: {first:.4f}; steps 251-300: {last:.4f}", file=sys.stderr)
     assert last < 0.8 * first
+
+
+def test_example_configs_are_valid():
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.train.output_dir.startswith("runs/"), path

@@ -138,7 +138,7 @@ class EMASection:
 
 @dataclass
 class CheckpointSection:
-    every: int = 1000  # steps between checkpoints (the last step is always saved)
+    every: int = 1000  # steps between checkpoints (the last step is always saved); 0: none at all (benchmarks)
     keep_last: int = 3
     export_model: bool = True  # write output_dir/model/ (a model folder for `higen generate`) at the end
     export_ema: bool = True  # ... with the EMA weights (when EMA is on)
@@ -227,7 +227,7 @@ def _validate(cfg: TrainConfig) -> None:
     positive = {
         "train.max_steps": cfg.train.max_steps, "train.batch_size": cfg.train.batch_size, "train.grad_accum": cfg.train.grad_accum,
         "data.frames": cfg.data.frames, "data.height": cfg.data.height, "data.width": cfg.data.width,
-        "checkpoint.every": cfg.checkpoint.every, "checkpoint.keep_last": cfg.checkpoint.keep_last, "log.every": cfg.log.every,
+        "checkpoint.keep_last": cfg.checkpoint.keep_last, "log.every": cfg.log.every,
         "data.length": cfg.data.length,
     }
     if cfg.train.image_batch_size is not None:
@@ -244,6 +244,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config: cues.offset_noise must not be negative; got {cfg.cues.offset_noise}")
     if cfg.optim.grad_clip < 0:
         raise ValueError(f"config: optim.grad_clip must not be negative (0 turns clipping off); got {cfg.optim.grad_clip}")
+    if cfg.checkpoint.every < 0:
+        raise ValueError(f"config: checkpoint.every must not be negative (0: no checkpoints); got {cfg.checkpoint.every}")
     if cfg.sample.every < 0:
         raise ValueError(f"config: sample.every must not be negative (0: never); got {cfg.sample.every}")
     if cfg.optim.lr <= 0:

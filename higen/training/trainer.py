@@ -216,7 +216,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
             epochs = _report_epochs(data, epochs, logger, world)
         if cfg.sample.every and step % cfg.sample.every == 0:
             _write_samples(cfg, model, ema, components, output_dir / "samples", step, world, logger)
-        if step % cfg.checkpoint.every == 0 or step == t_cfg.max_steps:
+        if cfg.checkpoint.every and (step % cfg.checkpoint.every == 0 or step == t_cfg.max_steps):
             fault = _kill_self if step == cfg.debug.kill_during_checkpoint else None
             last_ckpt = _save(cfg, ckpt_root, step, model, optimizer, names, lr_schedule, scaler, ema, data, world, fault)
         if step == cfg.debug.kill_after_step:
