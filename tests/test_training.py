@@ -316,6 +316,30 @@ def test_grad_accumulation_matches_a_bigger_batch(tmp_path):
     np.testing.assert_allclose([r["loss"] for r in la], [r["loss"] for r in lb], rtol=1e-5)
 
 
+def test_vgen_init_starts_from_the_released_layout(tmp_path):
+    """``model.init=vgen``: the official implementation's tiny fixture (VGen key names) is fine-tuned."""
+    from higen.models.vgen import unet_config_from_vgen_kwargs, unet_from_vgen_state_dict
+    from higen.testing import tiny_autoencoder, tiny_text_encoder
+
+    fixture = Path(__file__).parent / "fixtures" / "vgen_higen_tiny"
+    kwargs = json.loads((fixture / "config.json").read_text())["vgen_kwargs"]
+    tiny_text_encoder(dim=kwargs["y_dim"]).save_pretrained(tmp_path / "text_encoder")
+    tiny_autoencoder().save_pretrained(tmp_path / "autoencoder")
+    out = tmp_path / "run"
+    cfg = tiny_config(out, "model.init=vgen", f"model.path={fixture / 'state_dict.safetensors'}", f"model.vgen_config={fixture / 'config.json'}",
+                      f"model.text_encoder={tmp_path / 'text_encoder'}", f"model.autoencoder={tmp_path / 'autoencoder'}",
+                      "train.max_steps=1", "optim.lr=1e-4", "cues.appearance=ones", "checkpoint.export_model=false")
+    train(cfg, data_factory=synthetic_factory())
+    meta = json.loads((out / "checkpoints" / "step_0000001" / "trainer.json").read_text())
+    assert meta["unet_config"] == unet_config_from_vgen_kwargs(kwargs).to_dict()
+    initial = unet_from_vgen_state_dict(load_file(str(fixture / "state_dict.safetensors")), kwargs).state_dict()
+    trained = checkpoint_tensors(out, "model", 1)
+    assert trained.keys() == initial.keys()
+    # One AdamW step moves each weight by at most about lr (plus rounding): it started from the fixture.
+    change = max((trained[k] - initial[k]).abs().max().item() for k in trained)
+    assert 0 < change < 1.5e-4
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
