@@ -78,12 +78,14 @@ def train(cfg: TrainConfig, components: Components | None = None, data_factory: 
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     world = setup(cfg.train.device, cfg.distributed)
     try:
-        return _train(cfg, world, components, data_factory)
+        with contextlib.ExitStack() as cleanup:  # data loader workers, log files: closed on errors too
+            return _train(cfg, world, components, data_factory, cleanup)
     finally:
         teardown(world)
 
 
-def _train(cfg: TrainConfig, world: World, components: Components | None, data_factory: DataFactory | None) -> TrainResult:
+def _train(cfg: TrainConfig, world: World, components: Components | None, data_factory: DataFactory | None,
+           cleanup: contextlib.ExitStack) -> TrainResult:
     t_cfg, device = cfg.train, world.device
 
     # ---------------------------------------------------------------- 1. run folder and resume
@@ -111,6 +113,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     if components is None and cfg.data.source == "cache":
         components = load_components(cfg, load_unet_weights=resume_from is None)
     data = (data_factory or make_training_data)(cfg, world, components)
+    cleanup.callback(data.close)
     if not (data.has_videos() or data.has_images()):
         raise ValueError("the training data hold no videos and no images")
     if components is None:
@@ -124,9 +127,10 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     for frozen in (components.text_encoder, components.autoencoder, components.embedder):
         if frozen is not None:
             frozen.to(device).eval()
-    # Image steps (F = 1) leave the temporal layers without gradients: DDP must expect unused parameters.
+    # Image steps (F = 1) leave the temporal layers without gradients, and the trainer never passes
+    # an fps: DDP must then expect unused parameters.
     image_steps = data.has_images() and (cfg.cues.image_probability > 0 or not data.has_videos())
-    model = wrap_model(unet, world, cfg.distributed, find_unused=image_steps)
+    model = wrap_model(unet, world, cfg.distributed, find_unused=image_steps or unet.config.use_fps_condition)
     groups = build_param_groups(unwrap(model), cfg.optim.param_groups)  # the (possibly sharded) parameters now
     names = {p: n for g in groups for p, n in zip(g.params, g.names)}
     trainable = {n: p for p, n in names.items()}
@@ -151,6 +155,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
         del saved_tensors
     logger = TrainLogger(output_dir, enabled=world.is_main, tensorboard=cfg.log.tensorboard, progress=cfg.log.progress,
                          start_step=start_step, max_steps=t_cfg.max_steps)
+    cleanup.callback(logger.close)
     if world.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         from higen.io.files import atomic_write_text
@@ -230,8 +235,6 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     skipped = _total_skips(data, world)
     if skipped:
         logger.message(f"skipped files over the run: {skipped}")
-    data.close()
-    logger.close()
     return TrainResult(step=max(step, start_step), loss=last_loss, output_dir=output_dir, checkpoint=last_ckpt, model_dir=model_dir)
 
 
