@@ -27,12 +27,14 @@ class TrainLogger:
         output_dir.mkdir(parents=True, exist_ok=True)
         truncate_log(self.path, start_step)
         self._file = open(self.path, "a", encoding="utf-8")
-        if tensorboard:
-            self._tb = _summary_writer(output_dir / "tensorboard")
         if progress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True, file=sys.stderr)
+        if tensorboard:
+            self._tb = _summary_writer(output_dir / "tensorboard")
+            if self._tb is None:
+                self.message("TensorBoard is not installed (pip install tensorboard): logging to log.jsonl only")
 
     def log(self, step: int, metrics: dict) -> None:
         """One line of ``log.jsonl`` (+ TensorBoard scalars) for ``step``."""

@@ -121,8 +121,6 @@ class SyntheticData:
         pass
 
 
-
-
 # ------------------------------------------------------------------------------ tiny runs (tests, benchmarks)
 
 # A run of a tiny model on 4 frames of 32 x 32 pixels: a few steps take about a second on one CPU core.
