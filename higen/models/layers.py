@@ -60,8 +60,27 @@ class Attention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        context = x if context is None else context
+        """``x``: ``n l c``; ``context``: ``m L d`` where ``n`` is a multiple of ``m`` (default: ``x`` itself).
+
+        With ``n = m f`` (frames folded into the batch, ``(m f) l c``), every frame attends to its
+        sample's context. Softmax runs over the context tokens only, so the ``f`` frames of a sample
+        can be one query sequence of ``f l`` tokens: the same arithmetic as repeating the context per
+        frame, without the copies and without projecting the same k and v ``f`` times.
+        """
+        if context is None:
+            return self._attend(x, x)
+        n, m = x.shape[0], context.shape[0]
+        if n == m:
+            return self._attend(x, context)
+        if n % m:
+            raise ValueError(f"attention: {n} query sequences cannot share {m} contexts")
+        out = self._attend(rearrange(x, "(m f) l c -> m (f l) c", m=m), context)  # views, no copy
+        return rearrange(out, "m (f l) c -> (m f) l c", f=n // m)
+
+    def _attend(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
+        # Views: SDPA reads the strided heads, and its CPU and CUDA kernels write the output
+        # n l h d in memory, so the rearrange back is a view too.
         q, k, v = (rearrange(t, "n l (h d) -> n h l d", h=self.heads) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(rearrange(out, "n h l d -> n l (h d)"))
@@ -126,7 +145,7 @@ class SpatialTransformer(nn.Module):
         self.proj_out = zero_(nn.Linear(heads * head_dim, channels))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(b f) c h w``; ``context``: ``(b f) L d``."""
+        """``x``: ``(b f) c h w``; ``context``: ``b L d`` (shared by a sample's frames) or ``(b f) L d``."""
         h, w = x.shape[-2:]
         y = self.proj_in(rearrange(self.norm(x), "n c h w -> n (h w) c"))
         for block in self.blocks:
@@ -135,12 +154,35 @@ class SpatialTransformer(nn.Module):
         return x + y
 
 
+class TokenConv1d(nn.Conv1d):
+    """A kernel-1 ``Conv1d`` (the release's parameters) applied to tokens ``... c`` as the linear map it is.
+
+    Same arithmetic as the convolution on ``n c l`` without the two transposes; a module (rather than
+    ``F.linear`` on its weight) so per-module hooks such as sequential offloading see it run.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.squeeze(-1), self.bias)
+
+
+def add_frames(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Residual ``x`` ``(b f) c h w`` + ``y`` ``b f c h w`` (any strides), in ``x``'s memory layout.
+
+    Adding through a ``b f c h w`` view of ``x`` reads ``y`` where it lies instead of first copying it
+    into ``x``'s layout; the sum takes ``x``'s strides (the first operand decides), so folding the
+    frames back is a view.
+    """
+    return (rearrange(x, "(b f) c h w -> b f c h w", f=y.shape[1]) + y).flatten(0, 1)
+
+
 class TemporalTransformer(nn.Module):
     """Self-attention along frames, separately at each (h, w) position; no positional encoding.
 
     GroupNorm sees all frames of a clip at once (the release normalises the ``b c f h w`` tensor).
-    ``proj_in``/``proj_out`` are kernel-1 Conv1d in the release; we apply them as linear maps on
-    ``(b h w) f c`` tokens, which is the same arithmetic without two transposes.
+    ``proj_in``/``proj_out`` are kernel-1 Conv1d in the release, applied here as :class:`TokenConv1d`.
     With one frame the module is skipped: the release multiplies its residual by 0 (higen.md §1).
     """
 
@@ -150,22 +192,22 @@ class TemporalTransformer(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
-        self.proj_in = nn.Conv1d(channels, inner, 1)
+        self.proj_in = TokenConv1d(channels, inner)
         self.blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim)])
-        self.proj_out = zero_(nn.Conv1d(inner, channels, 1))
+        self.proj_out = zero_(TokenConv1d(inner, channels))
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """``x``: ``(b f) c h w``."""
         if num_frames == 1:
             return x
         h, w = x.shape[-2:]
+        # The unfolded view is already channels_last_3d when x is channels_last: no copy for the norm.
         y = self.norm(rearrange(x, "(b f) c h w -> b c f h w", f=num_frames))
-        y = rearrange(y, "b c f h w -> (b h w) f c")
-        y = F.linear(y, self.proj_in.weight.squeeze(-1), self.proj_in.bias)
+        # Attention along frames needs each position's frames contiguous: this one copy is inherent.
+        y = self.proj_in(rearrange(y, "b c f h w -> (b h w) f c"))
         for block in self.blocks:
             y = block(y)
-        y = F.linear(y, self.proj_out.weight.squeeze(-1), self.proj_out.bias)
-        return x + rearrange(y, "(b h w) f c -> (b f) c h w", h=h, w=w)
+        return add_frames(x, rearrange(self.proj_out(y), "(b h w) f c -> b f c h w", h=h, w=w))
 
 
 class TemporalConvLayer(nn.Module):
@@ -197,10 +239,11 @@ class TemporalConvStack(nn.Module):
         """``x``: ``(b f) c h w``."""
         if num_frames == 1:
             return x
+        # A view; with x channels_last it is channels_last_3d, which GroupNorm and Conv3d take as is.
         y = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
         for layer in self.layers:
             y = layer(y)
-        return x + rearrange(y, "b c f h w -> (b f) c h w")
+        return add_frames(x, rearrange(y, "b c f h w -> b f c h w"))
 
 
 class ResBlock(nn.Module):

@@ -24,6 +24,7 @@ from higen.models.layers import (
     TemporalTransformer,
     TextResampler,
     Upsample,
+    add_frames,
     mlp,
     sinusoidal_embedding,
     zero_,
@@ -166,9 +167,9 @@ class HiGenUNet(nn.Module):
         """Per-frame conditioning vector ``(b f) e`` = time MLP + motion MLP + appearance MLP (higen.md §2)."""
         base = self.config.base_channels
         t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps.reshape(batch)
-        emb = self.time_embed(sinusoidal_embedding(t, base))
+        emb = self.time_embed(sinusoidal_embedding(t, base).to(self.dtype))
         if self.fps_embed is not None and fps is not None:
-            emb = emb + self.fps_embed(sinusoidal_embedding(fps.reshape(-1).expand(batch), base))
+            emb = emb + self.fps_embed(sinusoidal_embedding(fps.reshape(-1).expand(batch), base).to(self.dtype))
         emb = emb.repeat_interleave(frames, dim=0)
         emb = emb + self.motion_embedding(motion, batch, frames, timesteps.device)
         return emb + self.appearance_embedding(appearance, batch, frames, timesteps.device)
@@ -190,7 +191,7 @@ class HiGenUNet(nn.Module):
         emb = sinusoidal_embedding(motion, base).reshape(batch, n, base)
         if n != frames:
             emb = nn.functional.interpolate(emb.transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
-        return self.motion_embed(emb.to(self.motion_embed[0].weight.dtype)).reshape(batch * frames, -1)
+        return self.motion_embed(emb.to(self.dtype)).reshape(batch * frames, -1)
 
     def appearance_embedding(self, appearance: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
         """Appearance ``b f W`` (or a ``b f f`` similarity matrix, resampled to ``W``) -> ``(b f) e``."""
@@ -203,7 +204,7 @@ class HiGenUNet(nn.Module):
             if appearance.shape[2] != frames:
                 raise ValueError(f"appearance rows have {appearance.shape[2]} values; expected {width} or {frames}")
             appearance = resample_appearance(appearance, width)
-        return self.appearance_embed(appearance.to(self.appearance_embed[0].weight.dtype)).reshape(batch * frames, -1)
+        return self.appearance_embed(appearance.to(self.dtype)).reshape(batch * frames, -1)
 
     # ------------------------------------------------------------------------------------ forward
     def forward(
@@ -229,21 +230,29 @@ class HiGenUNet(nn.Module):
             appearance: ``b f W``; None means ones (static appearance).
             fps: optional ``b`` frame rates, used only by configs with ``use_fps_condition``.
         Returns:
-            v-prediction ``b c f h w``.
+            v-prediction ``b c f h w`` (contiguous), in ``x``'s dtype.
+
+        The network computes in its parameters' dtype (:attr:`dtype`); floating inputs are cast to
+        it and the output back to ``x``'s dtype, so a sampler can keep its latents in float32 while
+        a bf16 or fp16 network does the work. Activations follow the convolution weights' memory
+        format: after ``to(memory_format=torch.channels_last)`` they are channels_last throughout.
         """
         b, _, f, h, w = x.shape
         factor = self.config.downscale_factor
         if h % factor or w % factor:
             raise ValueError(f"latent size {h}x{w} must be divisible by {factor} (the UNet's downsampling)")
+        out_dtype, dtype = x.dtype, self.dtype
         emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance, fps)
         if text_tokens is None:
-            text_tokens = self.text_resampler(text)
-        context = text_tokens.repeat_interleave(f, dim=0)
+            text_tokens = self.text_resampler(text.to(dtype))
+        # One context per sample: cross-attention shares it across the sample's frames (Attention.forward).
+        context = text_tokens.to(dtype)
         if spatial_prior is None:
-            spatial_prior = torch.zeros(b, x.shape[1], h, w, device=x.device, dtype=x.dtype)
+            spatial_prior = torch.zeros(b, x.shape[1], h, w, device=x.device, dtype=dtype)
 
-        x = rearrange(x, "b c f h w -> (b f) c h w")
-        x = self.input_conv(x) + self.prior_embed(spatial_prior).repeat_interleave(f, dim=0)
+        x = self.input_conv(rearrange(x.to(dtype), "b c f h w -> (b f) c h w"))
+        # The prior's embedding is added to every frame: broadcast, not repeated.
+        x = add_frames(x, self.prior_embed(spatial_prior.to(dtype))[:, None].expand(-1, f, -1, -1, -1))
         if self.input_temporal is not None:
             x = self.input_temporal(x, f)
         skips = [x]
@@ -253,8 +262,26 @@ class HiGenUNet(nn.Module):
         x = self._run_middle(x, emb, context, f)
         for block in self.up:
             x = self._run(block, torch.cat([x, skips.pop()], dim=1), emb, context, f)
-        x = self.out(x)
-        return rearrange(x, "(b f) c h w -> b c f h w", b=b)
+        x = rearrange(self.out(x), "(b f) c h w -> b c f h w", b=b)
+        return x.to(out_dtype, memory_format=torch.contiguous_format)
+
+    def to_channels_last(self) -> "HiGenUNet":
+        """Store convolution weights channels_last (2-D) and channels_last_3d (the temporal Conv3d), in place.
+
+        Activations then stay channels_last through the network: convolutions meet their preferred
+        layout, the spatial transformers' token views and the temporal convs' ``b c f h w`` views are
+        free. ``nn.Module.to(memory_format=...)`` cannot do this: it refuses the 5-D weights.
+        """
+        formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+        for p in self.parameters():
+            if p.dim() in formats:
+                p.data = p.data.contiguous(memory_format=formats[p.dim()])
+        return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the network computes in: its parameters'."""
+        return self.input_conv.weight.dtype
 
     def _run(self, block: nn.Module, x, emb, context, f) -> torch.Tensor:
         if isinstance(block, Downsample):
