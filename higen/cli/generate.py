@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 FORMATS = ("mp4", "gif", "png")
+OFFLOAD = ("model", "sequential")
 
 
 def add_parser(sub) -> None:
@@ -38,7 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--keyframe", type=Path, help="an image to use as the spatial prior (image-to-video)")
     p.add_argument("--decode-chunk-size", type=int, help="frames decoded at once by the autoencoder")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="the UNet's and autoencoder's weights (sampling stays fp32)")
+    p.add_argument("--channels-last", action="store_true", help="run the UNet channels_last (faster convolutions; docs/performance.md)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet: a slow first video, faster ones after")
+    p.add_argument("--offload", choices=OFFLOAD, help="keep weights in CPU memory on small GPUs: whole components (model) or layer by layer (sequential, slow)")
     p.add_argument("--save-keyframe", action="store_true", help="also write the spatial prior keyframe as PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -114,6 +118,28 @@ def load_pipeline(model: Path | None, device, dtype_name: str):
     return HiGenPipeline.from_pretrained(model, device=device, dtype=None if dtype == torch.float32 else dtype), model
 
 
+def check_speed_options(device, compile: bool = False, offload: str | None = None) -> None:
+    """Refuse combinations that cannot work, before anything is loaded."""
+    if offload is not None and device.type == "cpu":
+        raise ValueError("--offload keeps weights in CPU memory for a GPU; it needs --device cuda")
+    if offload == "sequential" and compile:
+        raise ValueError("--compile and --offload sequential do not combine (the offload hooks would break the compiled graph)")
+
+
+def speed_options(pipe, device, channels_last: bool = False, compile: bool = False, offload: str | None = None):
+    """Apply the opt-in speed and memory options (docs/performance.md) to a pipeline loaded on the CPU or ``device``."""
+    check_speed_options(device, compile, offload)
+    if channels_last:
+        pipe.enable_channels_last()
+    if compile:
+        pipe.compile_unet()
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device)
+    return pipe
+
+
 def run(args: argparse.Namespace) -> int:
     from higen.io.files import atomic_write_text
 
@@ -133,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
         keyframe = read_image(args.keyframe)
 
     device = resolve_device(args.device)
-    pipe, model_path = load_pipeline(args.model, device, args.dtype)
+    check_speed_options(device, args.compile, args.offload)
+    pipe, model_path = load_pipeline(args.model, "cpu" if args.offload else device, args.dtype)
+    speed_options(pipe, device, args.channels_last, args.compile, args.offload)
     fps = args.fps if args.fps is not None else pipe.defaults.fps
     if fps <= 0:
         raise ValueError(f"--fps must be positive, got {fps}")
@@ -154,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], fps, "png-file")
         settings = dict(out.settings, prompt=prompt, negative_prompt=out.settings["negative_prompt"][0])
         sidecar = dict(settings, model=str(model_path), output=str(target), format=fmt, fps=fps, device=str(device),
-                       dtype=args.dtype, keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
+                       dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, offload=args.offload, keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
         atomic_write_text(sidecar_path(target), json.dumps(sidecar, indent=2) + "\n")
         print(f"wrote {target} ({out.video.shape[1]} frames, {out.video.shape[3]}x{out.video.shape[2]}, seed {seed}, {elapsed:.1f} s)")
     return 0

@@ -87,11 +87,13 @@ class HiGenPipeline:
         self.autoencoder = autoencoder.eval()
         self.schedule = schedule or NoiseSchedule()
         self.defaults = defaults or GenerationDefaults()
+        self.offload = None  # a higen.pipeline.offload.ComponentOffload once offloading is enabled
 
     # ------------------------------------------------------------------------------------ devices
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        """Where generation computes (with offloading: the GPU, wherever the weights wait)."""
+        return self.offload.device if self.offload is not None else next(self.unet.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -101,6 +103,43 @@ class HiGenPipeline:
         for module in (self.unet, self.text_encoder, self.autoencoder):
             module.to(device=device, dtype=dtype)
         return self
+
+    # ------------------------------------------------------------------------------------ speed
+    def enable_channels_last(self) -> "HiGenPipeline":
+        """Run the UNet channels_last (see :meth:`HiGenUNet.to_channels_last`); same results up to summation order."""
+        self.unet.to_channels_last()
+        return self
+
+    def compile_unet(self, **options) -> "HiGenPipeline":
+        """``torch.compile`` the UNet in place with ``fullgraph=True`` (the UNet has no graph breaks).
+
+        Compiles once per input shape on first use (the spatial and the temporal stage each have
+        theirs); ``options`` go to ``torch.compile`` (``mode="max-autotune"``, ``backend=...``).
+        """
+        from higen.pipeline.offload import is_sequentially_offloaded
+
+        if is_sequentially_offloaded(self.unet):
+            raise ValueError("sequential offloading and torch.compile do not combine: compile before offloading, or do not offload")
+        self.unet.compile(**{"fullgraph": True, "dynamic": False, **options})
+        return self
+
+    def enable_model_cpu_offload(self, device="cuda") -> "HiGenPipeline":
+        """Keep components in CPU memory, each moved whole to ``device`` while used (higen.pipeline.offload)."""
+        from higen.pipeline.offload import enable_model_cpu_offload
+
+        enable_model_cpu_offload(self, device)
+        return self
+
+    def enable_sequential_cpu_offload(self, device="cuda") -> "HiGenPipeline":
+        """Keep weights in CPU memory, each module's copied to ``device`` for its forward (higen.pipeline.offload)."""
+        from higen.pipeline.offload import enable_sequential_cpu_offload
+
+        enable_sequential_cpu_offload(self, device)
+        return self
+
+    def _use(self, component: str) -> None:
+        if self.offload is not None:
+            self.offload.use(component)
 
     @property
     def size_multiple(self) -> int:
@@ -136,10 +175,11 @@ class HiGenPipeline:
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder token features ``b L d`` (before the UNet's resampler)."""
+        self._use("text_encoder")
         return self.text_encoder.encode(list(prompts)).to(self.device, self.dtype)
 
     # ------------------------------------------------------------------------------------ call
-    @torch.no_grad()
+    @torch.inference_mode()  # lighter than no_grad: no version counters or views tracked for autograd
     def __call__(
         self,
         prompt: str | Sequence[str] | None = None,
@@ -187,6 +227,9 @@ class HiGenPipeline:
             spatial_prior: a prior latent ``b c h w`` (scaled), likewise skipping the spatial stage.
             callback: ``callback(stage, step, total)`` after every sampler step, stage being
                 ``"spatial"``, ``"temporal"`` or ``"decode"``.
+
+        Latents are sampled in float32 whatever the UNet's dtype (the UNet computes in its own and
+        returns float32), so bf16/fp16 weights do not also round the sampler's state and guidance.
         """
         s = self.resolve_settings(
             frames=frames, height=height, width=width, spatial_steps=spatial_steps, temporal_steps=temporal_steps,
@@ -224,6 +267,8 @@ class HiGenPipeline:
         # 3. Decode.
         video = self.decode(latents, s["decode_chunk_size"], callback)
         keyframe_img = self.decode(spatial_prior[:, :, None], s["decode_chunk_size"])[:, 0]
+        if self.offload is not None:
+            self.offload.release()  # nothing stays on the GPU between generations
         return HiGenOutput(
             video=video, keyframe=keyframe_img, settings=s,
             latents=latents.cpu() if output_latents else None,
@@ -274,8 +319,9 @@ class HiGenPipeline:
             motion=torch.zeros(b, device=self.device),
             appearance=torch.ones(b, 1, width, device=self.device),
         )
+        self._use("unet")
         denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["spatial_guidance"])
-        x = sample(denoiser, noise.to(self.device, self.dtype), make_sampler(s["sampler"], self.schedule), s["spatial_steps"],
+        x = sample(denoiser, noise.to(self.device, torch.float32), make_sampler(s["sampler"], self.schedule), s["spatial_steps"],
                    callback=_stage_callback(callback, "spatial"))
         return x[:, :, 0]
 
@@ -286,8 +332,9 @@ class HiGenPipeline:
             motion=motion_constant(s["motion"], b, f, device=self.device) if f > 1 else torch.zeros(b, device=self.device),
             appearance=appearance_template(s["appearance"], f, self.unet.config.appearance_width, batch=b, device=self.device),
         )
+        self._use("unet")
         denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["temporal_guidance"])
-        return sample(denoiser, noise.to(self.device, self.dtype), make_sampler(s["sampler"], self.schedule), s["temporal_steps"],
+        return sample(denoiser, noise.to(self.device, torch.float32), make_sampler(s["sampler"], self.schedule), s["temporal_steps"],
                       callback=_stage_callback(callback, "temporal"))
 
     @staticmethod
@@ -313,11 +360,13 @@ class HiGenPipeline:
             image = torch.nn.functional.interpolate(image, size=(s["height"], s["width"]), mode="bilinear", antialias=True, align_corners=False)
         if image.shape[0] == 1 and batch > 1:
             image = image.expand(batch, -1, -1, -1)
+        self._use("autoencoder")
         latents = self.autoencoder.encode(image[:, :, None].to(self.device, self.dtype), sample=False)
         return latents[:, :, 0]
 
     def decode(self, latents: torch.Tensor, chunk_size: int = 2, callback: ProgressCallback | None = None) -> np.ndarray:
         """Scaled latents ``b c f h w`` -> uint8 frames ``b f H W 3``."""
+        self._use("autoencoder")
         video = self.autoencoder.decode(latents.to(self.device, self.dtype), chunk_size=chunk_size)
         if callback is not None:
             callback("decode", 1, 1)  # one step, finished (the other stages also report steps done)
