@@ -28,13 +28,15 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from higen.io.files import atomic_write_text
 
@@ -155,15 +157,42 @@ def _replace_dir(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
-    """(file stem -> state dict, trainer.json) of a checkpoint folder."""
+class LazyTensors(Mapping):
+    """The tensors of a safetensors file, read one at a time when asked for (memory-mapped).
+
+    Every rank of a run reads the checkpoint; reading the optimiser state or the EMA whole would put a
+    full copy in every process's memory (24 GB each for the released model's AdamW state).
+    """
+
+    def __init__(self, path: Path):
+        self._file = safe_open(str(path), framework="pt")
+        self._keys = list(self._file.keys())
+        self._known = set(self._keys)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._known:
+            raise KeyError(key)
+        return self._file.get_tensor(key)
+
+    def __contains__(self, key: object) -> bool:  # without reading the tensor
+        return key in self._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, Mapping[str, torch.Tensor]], dict]:
+    """(file stem -> its tensors, read lazily; trainer.json) of a checkpoint folder."""
     meta_path = folder / "trainer.json"
     if not is_complete(folder):
         raise ValueError(f"{folder} is not a complete higen training checkpoint (no trainer.json / model.safetensors)")
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path} is not a higen training checkpoint")
-    tensors = {p.stem: load_file(str(p)) for p in sorted(folder.glob("*.safetensors"))}
+    tensors = {p.stem: LazyTensors(p) for p in sorted(folder.glob("*.safetensors"))}
     return tensors, meta
 
 
@@ -184,22 +213,30 @@ def distribute_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return full.to(like.device)
 
 
-def full_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Gather every tensor of a (possibly sharded) state dict, on CPU. Collective under FSDP."""
-    return {name: full_tensor(value).detach().cpu() for name, value in state.items()}
+def full_state(state: dict[str, torch.Tensor], keep: bool = True) -> dict[str, torch.Tensor]:
+    """Gather every tensor of a (possibly sharded) state dict to the CPU. Collective under FSDP: every
+    rank takes part, one tensor at a time; only ranks with ``keep`` (rank 0) hold the result, so the
+    host memory of the other ranks does not fill with full copies."""
+    out = {}
+    for name, value in state.items():
+        full = full_tensor(value).detach()
+        if keep:
+            out[name] = full.cpu()
+    return out
 
 
-def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def model_state(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
     """The full UNet state dict (unwrapping DDP; gathering FSDP shards). Collective under FSDP."""
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return full_state(module.state_dict())
+    return full_state(module.state_dict(), keep)
 
 
-def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[nn.Parameter, str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[nn.Parameter, str], keep: bool = True) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """AdamW state flattened by parameter name (``"<name>::exp_avg"``) and the groups' hyper-parameters.
 
     Names, not positions, key the state, so a checkpoint fails loudly (instead of loading moments
-    into the wrong tensors) when the set of trainable parameters changes.
+    into the wrong tensors) when the set of trainable parameters changes. Collective under FSDP
+    (see :func:`full_state` for ``keep``).
     """
     tensors: dict[str, torch.Tensor] = {}
     groups = []
@@ -209,12 +246,14 @@ def optimizer_state(optimizer: torch.optim.Optimizer, names: dict[nn.Parameter, 
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
                 if isinstance(value, torch.Tensor):
-                    tensors[f"{names[p]}{_SEP}{key}"] = full_tensor(value).detach().cpu()
+                    full = full_tensor(value).detach()
+                    if keep:
+                        tensors[f"{names[p]}{_SEP}{key}"] = full.cpu()
     return tensors, groups
 
 
 def load_optimizer_state(
-    optimizer: torch.optim.Optimizer, names: dict[nn.Parameter, str], tensors: dict[str, torch.Tensor], groups: list[dict]
+    optimizer: torch.optim.Optimizer, names: dict[nn.Parameter, str], tensors: Mapping[str, torch.Tensor], groups: list[dict]
 ) -> None:
     """Inverse of :func:`optimizer_state` into an optimiser over the same named parameters."""
     current = [[names[p] for p in g["params"]] for g in optimizer.param_groups]
@@ -225,17 +264,20 @@ def load_optimizer_state(
             f"({sum(map(len, saved))} in {len(saved)} groups vs {sum(map(len, current))} in {len(current)}): "
             "optim.param_groups (freeze / patterns) must stay the same to resume"
         )
-    by_param: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    fields: dict[str, list[str]] = {}
+    for key in tensors:
         name, _, field = key.rpartition(_SEP)
-        by_param.setdefault(name, {})[field] = value
+        fields.setdefault(name, []).append(field)
     state: dict[int, dict] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for index, p in enumerate(params):
-        saved_state = by_param.get(names[p])
-        if saved_state:
+        entry = {}
+        for field in fields.get(names[p], []):
+            value = tensors[f"{names[p]}{_SEP}{field}"]
             # Adam's scalar step counter stays on the CPU (as torch keeps it); moments follow the shard.
-            state[index] = {k: v if v.dim() == 0 else distribute_like(v, p) for k, v in saved_state.items()}
+            entry[field] = value if value.dim() == 0 else distribute_like(value, p)
+        if entry:
+            state[index] = entry
     param_groups = []
     start = 0
     for g in groups:

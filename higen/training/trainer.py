@@ -120,7 +120,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
         components = load_components(cfg, load_unet_weights=resume_from is None)
     unet = components.unet
     if resume_from:
-        unet.load_state_dict(saved_tensors["model"], assign=True)
+        unet.load_state_dict(dict(saved_tensors["model"]), assign=True)
     unet.gradient_checkpointing = t_cfg.gradient_checkpointing
     build_param_groups(unet, cfg.optim.param_groups)  # sets requires_grad=False on frozen weights before wrapping
     unet.to(device).train()
@@ -339,10 +339,11 @@ def _restore(meta, tensors, optimizer, names, lr_schedule, scaler, ema, data, wo
 
 def _save(cfg, root, step, model, optimizer, names, lr_schedule, scaler, ema, data, world: World, fault) -> Path | None:
     """Gather the full state (collective), write it on rank 0, wait for it everywhere."""
-    tensors = {"model": ckpt.model_state(model)}
+    keep = world.is_main
+    tensors = {"model": ckpt.model_state(model, keep)}
     if ema is not None:
-        tensors["ema"] = ckpt.full_state(ema.shadow)
-    tensors["optimizer"], groups = ckpt.optimizer_state(optimizer, names)
+        tensors["ema"] = ckpt.full_state(ema.shadow, keep)
+    tensors["optimizer"], groups = ckpt.optimizer_state(optimizer, names, keep)
     rng = gather_objects(ckpt.rng_state(world.device), world)
     data_states = gather_objects(data.state_dict(), world)
     skipped = _total_skips(data, world)
@@ -392,9 +393,9 @@ def _inference_unet(model: nn.Module, ema: EMA | None, use_ema: bool, world: Wor
     """A plain UNet with the current (or EMA) weights, on rank 0 (None elsewhere). Collective under FSDP."""
     from higen.models.unet import HiGenUNet
 
-    state = ckpt.model_state(model)
+    state = ckpt.model_state(model, world.is_main)
     if use_ema and ema is not None:
-        state.update(ckpt.full_state(ema.shadow))
+        state.update(ckpt.full_state(ema.shadow, world.is_main))
     if not world.is_main:
         return None
     with torch.device("meta"):
