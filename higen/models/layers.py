@@ -210,6 +210,24 @@ class TemporalTransformer(nn.Module):
         return add_frames(x, rearrange(self.proj_out(y), "(b h w) f c -> b f c h w", h=h, w=w))
 
 
+class FrameConv(nn.Conv3d):
+    """The release's ``Conv3d`` with kernel (3, 1, 1) along frames, run as the ``Conv2d`` it equals.
+
+    A (3, 1, 1) kernel never mixes pixels, so on ``b c f (h w)`` (a view of ``b c f h w``) it is a
+    (3, 1) 2-D convolution. PyTorch's CPU backend has no fast kernel for this 3-D case (it unfolds
+    the input, ``slow_conv3d``), while 2-D convolutions go to oneDNN: ~1.5-2x faster here, and
+    channels_last inputs stay channels_last. Parameters keep the ``Conv3d`` shapes.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``b c f h w``."""
+        y = F.conv2d(x.flatten(3), self.weight.squeeze(-1), self.bias, padding=(1, 0))
+        return y.unflatten(3, x.shape[3:])
+
+
 class TemporalConvLayer(nn.Module):
     """GroupNorm -> SiLU -> (dropout) -> Conv3d with kernel (3, 1, 1) along frames."""
 
@@ -217,7 +235,7 @@ class TemporalConvLayer(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(32, channels)
         self.dropout = nn.Dropout(dropout) if dropout is not None else nn.Identity()
-        self.conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+        self.conv = FrameConv(channels)
         # Release names: Sequential(GN, SiLU, Conv3d) for the first layer, (GN, SiLU, Dropout, Conv3d) after.
         self.vgen_rename = {"norm": "0", "conv": "2" if dropout is None else "3"}
 
