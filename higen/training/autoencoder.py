@@ -35,9 +35,16 @@ from higen.training.config import DataSection, apply_override, from_dict
 class AutoencoderModelSection:
     """diffusers ``AutoencoderKL`` shape: one level per entry of ``block_out_channels`` (2^(n-1) x down)."""
 
-    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
+    block_out_channels: tuple[int, ...] = (16, 32, 64, 128)
     layers_per_block: int = 1
     latent_channels: int = 4
+    # GroupNorm groups. Keep several channels per group: with one channel per group GroupNorm is an
+    # instance norm, which erases a flat region's level, so flat backgrounds (our world's) learn very slowly.
+    norm_num_groups: int = 4
+    # Initial posterior log-variance. At diffusers' init it is about 0, so posterior samples are mostly
+    # unit noise until the encoder learns to shrink it; starting small makes early training a plain
+    # autoencoder's. The (tiny) KL term then sets it.
+    logvar_init: float = -8.0
 
 
 @dataclass
@@ -86,11 +93,14 @@ def build_vae(model: AutoencoderModelSection):
     from diffusers import AutoencoderKL
 
     n = len(model.block_out_channels)
-    return AutoencoderKL(
+    vae = AutoencoderKL(
         in_channels=3, out_channels=3, block_out_channels=tuple(model.block_out_channels),
         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-        layers_per_block=model.layers_per_block, latent_channels=model.latent_channels, norm_num_groups=32,
+        layers_per_block=model.layers_per_block, latent_channels=model.latent_channels, norm_num_groups=model.norm_num_groups,
     )
+    with torch.no_grad():  # quant_conv outputs (mean, logvar) per latent channel
+        vae.quant_conv.bias[model.latent_channels:] = model.logvar_init
+    return vae
 
 
 def take_frames(pixels: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
