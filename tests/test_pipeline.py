@@ -190,3 +190,17 @@ def test_minilm_pipeline_generates_and_round_trips(tmp_path):
     pipe.save_pretrained(tmp_path / "model")
     assert [p.name for p in (tmp_path / "model" / "text_encoder").iterdir()] == ["config.json"]  # no weight copy
     assert np.array_equal(_video(HiGenPipeline.from_pretrained(tmp_path / "model")), video)
+
+
+def test_a_model_without_decoupling_samples_in_one_stage_and_ignores_the_cue_controls():
+    from higen.testing import tiny_pipeline
+
+    pipe = tiny_pipeline(decoupled=False)
+    stages = []
+    out = pipe("a cat", seed=0, motion=300.0, appearance=0.9, callback=lambda stage, i, n: stages.append(stage))
+    assert "spatial" not in stages and "temporal" in stages
+    same = pipe("a cat", seed=0, motion=0.0, appearance=0.0)
+    assert np.array_equal(out.video, same.video)
+    # ...while a HiGen model's video does depend on them.
+    higen = tiny_pipeline()
+    assert not np.array_equal(higen("a cat", seed=0, motion=300.0).video, higen("a cat", seed=0, motion=0.0).video)

@@ -481,3 +481,29 @@ def test_example_configs_are_valid():
     for path in configs:
         cfg = load_config(path)
         assert cfg.train.output_dir.startswith("runs/"), path
+
+
+# ---------------------------------------------------------------------- the plain (non-decoupled) ablation
+
+
+def test_without_decoupling_every_step_sees_the_stage_one_inputs():
+    components = tiny_components()
+    data = SyntheticData(frames=4, height=32, width=32, length=8, seed=0, batch_size=2)
+    batch = data.next_batch("video")
+    plain = Conditioner(components.text_encoder, components.autoencoder, components.embedder, seed=4,
+                        caption_dropout=0.0, appearance_scale=10.0, device=torch.device("cpu"), decoupled=False)(batch, step=3)
+    higen = conditioner(components, seed=4)(batch, step=3)
+    assert torch.equal(plain.latents, higen.latents) and torch.equal(plain.text, higen.text)
+    assert torch.equal(plain.spatial_prior, torch.zeros_like(higen.spatial_prior))
+    assert torch.equal(plain.motion, torch.zeros(2, 3))
+    assert torch.equal(plain.appearance, torch.ones(2, 4, 4))
+    assert higen.motion.abs().sum() > 0  # the HiGen inputs do carry a signal here
+
+
+def test_generation_section_and_the_ablation_reach_the_exported_model(tmp_path):
+    out = tmp_path / "run"
+    run(out, "train.max_steps=1", "cues.decoupled=false", "generation={motion: 42.0, sampler: dpm++}")
+    saved = json.loads((out / "model" / "pipeline.json").read_text())
+    assert saved["decoupled"] is False and saved["motion"] == 42.0 and saved["sampler"] == "dpm++"
+    with pytest.raises(ValueError, match="generation: unknown generation settings: motoin"):
+        tiny_config(out, "generation={motoin: 3}")

@@ -53,6 +53,10 @@ class GenerationDefaults:
     negative_prompt: str = ""
     offset_noise: float = 0.1
     decode_chunk_size: int = 2
+    # False for a model trained without HiGen's decoupling (no spatial prior, no cues: the plain
+    # text-to-video ablation of docs/bundled_model.md): one sampling stage, zero prior, motion 0 and
+    # appearance ones whatever the controls say, exactly what that model saw in training.
+    decoupled: bool = True
 
     @classmethod
     def from_dict(cls, d: dict) -> "GenerationDefaults":
@@ -256,6 +260,8 @@ class HiGenPipeline:
         # 1. Spatial reasoning: one frame from text, or the user's keyframe.
         if spatial_prior is None and keyframe is not None:
             spatial_prior = self.encode_keyframe(keyframe, b, s)
+        if spatial_prior is None and not s["decoupled"]:
+            spatial_prior = torch.zeros(b, c, h, w)
         if spatial_prior is None:
             spatial_prior = self._spatial_stage(cond_text, uncond_text, spatial_noise, s, callback)
         self._check_shape("spatial_prior", spatial_prior, (b, c, h, w))
@@ -327,10 +333,11 @@ class HiGenPipeline:
 
     def _temporal_stage(self, cond_text, uncond_text, prior, noise, s, callback) -> torch.Tensor:
         b, f = cond_text.shape[0], s["frames"]
+        motion, appearance = (s["motion"], s["appearance"]) if s["decoupled"] else (0.0, 0.0)  # appearance 0: all ones
         cues = dict(
             spatial_prior=prior,
-            motion=motion_constant(s["motion"], b, f, device=self.device) if f > 1 else torch.zeros(b, device=self.device),
-            appearance=appearance_template(s["appearance"], f, self.unet.config.appearance_width, batch=b, device=self.device),
+            motion=motion_constant(motion, b, f, device=self.device) if f > 1 else torch.zeros(b, device=self.device),
+            appearance=appearance_template(appearance, f, self.unet.config.appearance_width, batch=b, device=self.device),
         )
         self._use("unet")
         denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["temporal_guidance"])

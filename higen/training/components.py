@@ -209,6 +209,7 @@ def load_components(cfg: TrainConfig, load_unet_weights: bool = True) -> Compone
             schedule = NoiseSchedule.from_dict(json.loads((folder / "scheduler.json").read_text()))
         if (folder / "pipeline.json").is_file():
             defaults = GenerationDefaults.from_dict(json.loads((folder / "pipeline.json").read_text()))
+    defaults = dataclasses.replace(defaults, decoupled=cfg.cues.decoupled, **cfg.generation)
     for frozen in (text_encoder, autoencoder, embedder):
         if frozen is not None:
             frozen.requires_grad_(False).eval()

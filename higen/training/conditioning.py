@@ -181,10 +181,11 @@ class Conditioner:
         appearance_scale: float,
         device: torch.device,
         autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+        decoupled: bool = True,
     ):
         self.text_encoder, self.autoencoder, self.embedder = text_encoder, autoencoder, embedder
         self.seed, self.caption_dropout, self.appearance_scale = seed, caption_dropout, appearance_scale
-        self.device, self.autocast = device, autocast
+        self.device, self.autocast, self.decoupled = device, autocast, decoupled
         self._null_text: torch.Tensor | None = None
 
     @torch.no_grad()
@@ -210,6 +211,9 @@ class Conditioner:
             if appearance is None:
                 # Without pixels (latent-size world data) there is nothing to embed: static appearance.
                 appearance = self.appearance(pixels) if pixels is not None else latents.new_ones(latents.shape[0], latents.shape[2], latents.shape[2])
+        if not self.decoupled:  # the plain text-to-video ablation: the stage-1 inputs on every step
+            b, c, f, h, w = latents.shape
+            prior, motion, appearance = latents.new_zeros(b, c, h, w), latents.new_zeros(b, max(f - 1, 1)), latents.new_ones(b, f, f)
         return TrainingInputs(
             latents=latents, text=text.float(), spatial_prior=prior, motion=motion.to(self.device).float(),
             appearance=appearance.to(self.device).float(), indices=list(batch.indices), dropped=dropped,

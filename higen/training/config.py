@@ -86,6 +86,9 @@ class CuesSection:
     open_clip: str | None = None  # open_clip_pytorch_model.bin (ViT-H-14) or a saved image-embedder folder
     appearance_scale: float | None = None  # k in 1 - k (1 - cos); None: 5 for openclip (the release), 10 for histogram
     offset_noise: float = 0.1  # the release's noise_strength
+    # False trains the plain text-to-video ablation: no spatial prior (zeros), motion 0, appearance ones
+    # on every step; the exported model then samples in one stage (GenerationDefaults.decoupled).
+    decoupled: bool = True
 
 
 @dataclass
@@ -195,6 +198,9 @@ class TrainConfig:
     sample: SampleSection = field(default_factory=SampleSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
     debug: DebugSection = field(default_factory=DebugSection)
+    # Generation defaults written into the exported model folder's pipeline.json (any GenerationDefaults
+    # field, e.g. motion, appearance, sampler, spatial_steps); frames / size / fps default to the data's.
+    generation: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         _validate(self)
@@ -219,6 +225,12 @@ _CHOICES = {
 
 
 def _validate(cfg: TrainConfig) -> None:
+    from higen.pipeline.pipeline import GenerationDefaults
+
+    try:
+        GenerationDefaults.from_dict(cfg.generation)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config: generation: {err}") from None
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -415,7 +427,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return tuple(_coerce(v, a, f"{key}.{i}") for i, (v, a) in enumerate(zip(value, args)))
             items = [_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value)] if args else list(value)
             return tuple(items) if origin is tuple else items
-    elif origin is dict:
+    elif origin is dict or hint is dict:
         if isinstance(value, dict):
             return dict(value)
     elif hint is Any:

@@ -144,7 +144,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     conditioner = Conditioner(
         components.text_encoder, components.autoencoder, components.embedder, seed=t_cfg.seed,
         caption_dropout=cfg.cues.caption_dropout, appearance_scale=resolve_appearance_scale(cfg.cues), device=device,
-        autocast=lambda: _autocast(t_cfg.precision, device),
+        autocast=lambda: _autocast(t_cfg.precision, device), decoupled=cfg.cues.decoupled,
     )
 
     # ---------------------------------------------------------------- 4. restore
