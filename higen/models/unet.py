@@ -263,7 +263,7 @@ class HiGenUNet(nn.Module):
         for block in self.up:
             x = self._run(block, torch.cat([x, skips.pop()], dim=1), emb, context, f)
         x = rearrange(self.out(x), "(b f) c h w -> b c f h w", b=b)
-        return x.to(out_dtype, memory_format=torch.contiguous_format)
+        return x.to(out_dtype).contiguous()  # (to()'s memory_format may alias a strided 5-D tensor)
 
     def to_channels_last(self) -> "HiGenUNet":
         """Store convolution weights channels_last (2-D) and channels_last_3d (the temporal Conv3d), in place.
