@@ -162,12 +162,14 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     from higen.data import TrainingData
     from higen.encoders.autoencoder import VideoAutoencoder
     from higen.io.files import atomic_write_text
+    from higen.training.trainer import flush_denormals
 
     t = cfg.train
     device = torch.device("cuda" if t.device == "auto" and torch.cuda.is_available() else ("cpu" if t.device == "auto" else t.device))
     out = Path(t.output_dir)
     if (out / "autoencoder").exists():
         raise FileExistsError(f"{out / 'autoencoder'} exists; choose another train.output_dir")
+    flush_denormals()
     torch.manual_seed(t.seed)
     vae = build_vae(cfg.model).to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=t.lr, weight_decay=0.0)

@@ -209,14 +209,19 @@ def load_components(cfg: TrainConfig, load_unet_weights: bool = True) -> Compone
             schedule = NoiseSchedule.from_dict(json.loads((folder / "scheduler.json").read_text()))
         if (folder / "pipeline.json").is_file():
             defaults = GenerationDefaults.from_dict(json.loads((folder / "pipeline.json").read_text()))
-    defaults = dataclasses.replace(defaults, decoupled=cfg.cues.decoupled, **cfg.generation)
     for frozen in (text_encoder, autoencoder, embedder):
         if frozen is not None:
             frozen.requires_grad_(False).eval()
     return Components(unet, text_encoder, autoencoder, embedder, schedule, defaults)
 
 
-__all__ = [
+def generation_defaults(cfg: TrainConfig, defaults: GenerationDefaults) -> GenerationDefaults:
+    """The exported model's generation defaults: the config's ``generation`` section over ``defaults``,
+    and one-stage sampling for a model trained without the decoupling (``cues.decoupled``)."""
+    return dataclasses.replace(defaults, decoupled=cfg.cues.decoupled, **cfg.generation)
+
+
+__all__ = ["generation_defaults", 
     "Components", "load_components", "build_unet", "expected_unet_config", "read_vgen_kwargs", "set_dropout",
     "unet_differences", "load_text_encoder_from", "load_autoencoder_from", "load_embedder", "needs_autoencoder",
 ]
