@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         then.load_state_dict(now.state_dict())
         print(f"{args.preset} UNet, batch {args.batch}, latents {latent_hw}, {args.dtype}, {B.environment(device)}")
         for f in sorted({1, frames}):
-            calls = {name: B.unet_call(m, config, f, latent_hw, args.batch, device) for name, m in (("then", then), ("now", now))}
+            calls = {}
+            for name, m in (("then", then), ("now", now)):
+                torch.manual_seed(0)  # the same random inputs for both
+                calls[name] = B.unet_call(m, config, f, latent_hw, args.batch, device)
             a, b = calls["then"](), calls["now"]()
             times = B.time_interleaved(calls, device, args.rounds)
             print(f"F={f:3d}: {args.ref} {statistics.median(times['then']):.4f} s, this checkout {statistics.median(times['now']):.4f} s "

@@ -89,7 +89,8 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
 
 def count_flops(fn: Callable[[], object]) -> float:
     """FLOPs of one call; compiled modules run eagerly for it (the counter cannot see into compiled code)."""
-    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
+    eager = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6
+    with eager("force_eager") if eager else contextlib.nullcontext(), FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
 
