@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -28,26 +27,10 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def read_vgen_kwargs(path: Path | None) -> dict | None:
-    if path is None:
-        return None
-    if not path.is_file():
-        raise FileNotFoundError(f"VGen config not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    if isinstance(data, dict) and isinstance(data.get("vgen_kwargs"), dict):
-        data = data["vgen_kwargs"]
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object of VGen UNet kwargs")
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from higen.models.vgen import load_checkpoint_file, unet_from_vgen_state_dict
+    from higen.models.vgen import load_checkpoint_file, read_vgen_kwargs, unet_from_vgen_state_dict
     from higen.pipeline.pipeline import write_model_folder
 
     if args.dst.exists() and (not args.dst.is_dir() or any(args.dst.iterdir())):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -75,6 +76,27 @@ _VGEN_NO_EFFECT = {
 _VGEN_DECODER_CONTEXT_DIM = 1024
 # The reference's appearance MLP input width (hard-wires 32 frames).
 _VGEN_APPEARANCE_WIDTH = 32
+
+
+def read_vgen_kwargs(path: str | Path | None) -> dict[str, Any] | None:
+    """VGen constructor kwargs from JSON: a bare object or ``{"vgen_kwargs": {...}}`` (the fixtures' config.json).
+
+    None: the release's kwargs (returns None).
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"VGen config not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if isinstance(data, dict) and isinstance(data.get("vgen_kwargs"), dict):
+        data = data["vgen_kwargs"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object of VGen UNet kwargs")
+    return data
 
 
 def unet_config_from_vgen_kwargs(kwargs: Mapping[str, Any] | None = None) -> UNetConfig:

@@ -21,14 +21,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from einops import rearrange
 
-from higen.training.config import DataSection, apply_override, from_dict
+from higen.training.config import DataSection, load_config
 
 
 @dataclass
@@ -69,24 +67,17 @@ class AutoencoderConfig:
     data: DataSection = field(default_factory=lambda: DataSection(source="world", frames=16, height=64, width=64, num_workers=1))
     train: AutoencoderTrainSection = field(default_factory=AutoencoderTrainSection)
 
+    def validate(self) -> None:
+        self.data.validate()
+        if self.data.latent:
+            raise ValueError("config: data.latent makes no sense for an autoencoder (it needs pixels)")
+        for key in ("max_steps", "batch_size", "frames_per_clip", "eval_clips", "log_every"):
+            if getattr(self.train, key) < 1:
+                raise ValueError(f"config: train.{key} must be at least 1")
+
 
 def load_autoencoder_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> AutoencoderConfig:
-    data: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-    cfg = from_dict(AutoencoderConfig, data, "")
-    for item in overrides:
-        apply_override(cfg, item)
-    cfg.data.validate()
-    if cfg.data.latent:
-        raise ValueError("config: data.latent makes no sense for an autoencoder (it needs pixels)")
-    for key in ("max_steps", "batch_size", "frames_per_clip", "eval_clips", "log_every"):
-        if getattr(cfg.train, key) < 1:
-            raise ValueError(f"config: train.{key} must be at least 1")
-    return cfg
+    return load_config(path, overrides, cls=AutoencoderConfig)
 
 
 def build_vae(model: AutoencoderModelSection):

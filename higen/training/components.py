@@ -57,7 +57,7 @@ def expected_unet_config(cfg: TrainConfig) -> UNetConfig:
     if m.init == "scratch":
         config = dataclasses.replace(m.unet)
     elif m.init == "vgen":
-        from higen.models.vgen import unet_config_from_vgen_kwargs
+        from higen.models.vgen import read_vgen_kwargs, unet_config_from_vgen_kwargs
 
         config = unet_config_from_vgen_kwargs(read_vgen_kwargs(m.vgen_config))
     else:
@@ -68,23 +68,6 @@ def expected_unet_config(cfg: TrainConfig) -> UNetConfig:
     if m.dropout is not None:
         config = dataclasses.replace(config, dropout=m.dropout, temporal_dropout=m.dropout)
     return config
-
-
-def read_vgen_kwargs(path: str | None) -> dict | None:
-    """The VGen constructor kwargs JSON (a bare object or ``{"vgen_kwargs": {...}}``); None: the release's."""
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"model.vgen_config not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"model.vgen_config {p} is not valid JSON: {err}") from None
-    data = data.get("vgen_kwargs", data) if isinstance(data, dict) else data
-    if not isinstance(data, dict):
-        raise ValueError(f"model.vgen_config {p} must hold a JSON object of VGen UNet kwargs")
-    return data
 
 
 def build_unet(cfg: TrainConfig, load_weights: bool = True) -> HiGenUNet:
@@ -101,7 +84,7 @@ def build_unet(cfg: TrainConfig, load_weights: bool = True) -> HiGenUNet:
             torch.manual_seed(cfg.train.seed)
             unet = HiGenUNet(config)
     elif m.init == "vgen":
-        from higen.models.vgen import load_checkpoint_file, unet_from_vgen_state_dict
+        from higen.models.vgen import load_checkpoint_file, read_vgen_kwargs, unet_from_vgen_state_dict
 
         unet = unet_from_vgen_state_dict(load_checkpoint_file(m.path), read_vgen_kwargs(m.vgen_config))
     else:
@@ -222,6 +205,6 @@ def generation_defaults(cfg: TrainConfig, defaults: GenerationDefaults) -> Gener
 
 
 __all__ = ["generation_defaults", 
-    "Components", "load_components", "build_unet", "expected_unet_config", "read_vgen_kwargs", "set_dropout",
+    "Components", "load_components", "build_unet", "expected_unet_config", "set_dropout",
     "unet_differences", "load_text_encoder_from", "load_autoencoder_from", "load_embedder", "needs_autoencoder",
 ]

@@ -290,8 +290,12 @@ def _compile_pattern(pattern: str, key: str):
 # --------------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML file (None: all defaults), apply ``a.b=value`` overrides, validate."""
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), cls: type = None) -> Any:
+    """Read a YAML file (None: all defaults), apply ``a.b=value`` overrides, validate.
+
+    ``cls`` is the config dataclass (default :class:`TrainConfig`); it is validated by its ``validate()``.
+    """
+    cls = cls or TrainConfig
     data: Any = {}
     if path is not None:
         path = Path(path)
@@ -302,8 +306,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         except yaml.YAMLError as err:
             raise ValueError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level of a training config must be a mapping of sections")
-    cfg = from_dict(TrainConfig, data, "")
+            raise ValueError(f"{path}: the top level of a config must be a mapping of sections")
+    cfg = from_dict(cls, data, "")
     for item in overrides:
         apply_override(cfg, item)
     cfg.validate()
