@@ -287,13 +287,16 @@ def diffusers_peer(config: UNetConfig):
     (the same at every level) and sets its input temporal transformer to 8 heads of that size; passing
     our head size gives that transformer our width (8 x 64 = 512 in the release) and every attention
     layer the same inner width as ours, hence the same attention FLOPs; only the head split differs.
+    UNet3D fixes that input transformer at 8 heads; for configs with another ``init_temporal_heads``
+    it is rebuilt with ours, so its width matches too.
     """
     from diffusers import UNet3DConditionModel
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 
     widths = tuple(config.base_channels * m for m in config.channel_mult)
     down = tuple("CrossAttnDownBlock3D" if i in config.attention_levels else "DownBlock3D" for i in range(len(widths)))
     up = tuple("CrossAttnUpBlock3D" if i in config.attention_levels else "UpBlock3D" for i in reversed(range(len(widths))))
-    return UNet3DConditionModel(
+    peer = UNet3DConditionModel(
         in_channels=config.in_channels,
         out_channels=config.out_channels,
         down_block_types=down,
@@ -304,6 +307,12 @@ def diffusers_peer(config: UNetConfig):
         attention_head_dim=config.head_dim,
         norm_num_groups=32,
     )
+    if config.init_temporal_heads != 8:
+        peer.transformer_in = TransformerTemporalModel(
+            num_attention_heads=config.init_temporal_heads, attention_head_dim=config.head_dim, in_channels=widths[0],
+            num_layers=1, norm_num_groups=32,
+        )
+    return peer
 
 
 def peer_call(peer, config: UNetConfig, frames: int, latent_hw, batch: int, device, sdpa: str = "auto") -> Callable[[], torch.Tensor]:
