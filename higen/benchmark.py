@@ -231,10 +231,12 @@ def sdpa_backend(name: str):
     inputs do not suit it) and pins it for timing. On the CPU only ``flash`` (PyTorch's CPU flash
     kernel, the default there) and ``math`` exist.
     """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel  # torch >= 2.3
 
     backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
-    return contextlib.nullcontext() if name == "auto" else sdpa_kernel([backends[name]])
+    return sdpa_kernel([backends[name]])
 
 
 def variant_pipeline(pipe, variant: Variant, device: torch.device | None = None):
