@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--noise", type=float, default=0.0, help="--ground-truth: Gaussian noise added, in levels of 255")
+    p.add_argument("--autoencoder", type=Path, help="--ground-truth: judge clips after a round trip through this autoencoder folder")
     p.add_argument("--blur", type=float, default=0.0, help="--ground-truth: Gaussian blur applied first, sigma in pixels")
     p.add_argument("--batch-size", type=int, default=1, help="prompts generated together")
     p.add_argument("--steps", type=int, help="sampler steps of both stages")
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.ground_truth:
         report = ev.evaluate_ground_truth(args.n or 500, args.seed, args.frames, height, width, args.split or "all",
-                                          noise=args.noise, blur=args.blur, progress=progress)
+                                          noise=args.noise, blur=args.blur, progress=progress,
+                                          autoencoder=_autoencoder(args.autoencoder))
     elif args.videos is not None:
         report = ev.evaluate_videos(args.videos, progress=progress)
     else:
@@ -88,3 +90,11 @@ def _evaluate_model(args: argparse.Namespace, height: int, width: int, progress:
         spatial_steps=args.steps, temporal_steps=args.steps, sampler=args.sampler, spatial_guidance=args.guidance,
         temporal_guidance=args.guidance, motion=args.motion, appearance=args.appearance,
     )
+
+
+def _autoencoder(folder):
+    if folder is None:
+        return None
+    from higen.encoders.autoencoder import VideoAutoencoder
+
+    return VideoAutoencoder.from_pretrained(folder)

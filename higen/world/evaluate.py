@@ -199,10 +199,14 @@ def _sweep_result(prompt: str, values: list[float], measured: list[float | None]
 # ------------------------------------------------------------------------------ judge validation
 def evaluate_ground_truth(
     n: int = 500, seed: int = 0, frames: int = 16, height: int = 64, width: int = 64, split: str = "all",
-    noise: float = 0.0, blur: float = 0.0, progress: bool = False,
+    noise: float = 0.0, blur: float = 0.0, progress: bool = False, autoencoder=None,
 ) -> dict:
     """The judge on ``n`` rendered world clips (blurred by ``blur`` pixels, plus Gaussian ``noise`` levels),
-    scored against what each clip *is* (every attribute known, so every clip asks everything it can)."""
+    scored against what each clip *is* (every attribute known, so every clip asks everything it can).
+
+    ``autoencoder`` (a ``VideoAutoencoder``): judge each clip after an encode-decode round trip instead,
+    the best any model generating through that autoencoder can score.
+    """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     rng = np.random.default_rng([seed, 7])  # the degradation noise; clips come from world_clip
@@ -210,9 +214,24 @@ def evaluate_ground_truth(
     for i in _maybe_progress(range(n), progress, "judging"):
         spec, caption = world_clip(seed, i, split)
         video = degrade(render(spec, frames, height, width), rng, noise, blur)
+        if autoencoder is not None:
+            video = round_trip(autoencoder, video)
         clips.append(dict(compare(spec_attributes(spec), measure(video), caption), index=i))
-    settings = dict(n=n, seed=seed, frames=frames, height=height, width=width, split=split, noise=noise, blur=blur)
+    settings = dict(n=n, seed=seed, frames=frames, height=height, width=width, split=split, noise=noise, blur=blur,
+                    autoencoder=autoencoder is not None)
     return dict(mode="ground_truth", settings=settings, summary=summarise(clips), clips=clips)
+
+
+def round_trip(autoencoder, video: np.ndarray) -> np.ndarray:
+    """uint8 ``f h w 3`` -> encoded (posterior mean) and decoded back to uint8 ``f h w 3``."""
+    import torch
+    from einops import rearrange
+
+    x = torch.from_numpy(np.ascontiguousarray(video)).float() / 127.5 - 1.0
+    with torch.inference_mode():
+        y = autoencoder.decode(autoencoder.encode(rearrange(x, "f h w c -> 1 c f h w")), chunk_size=16)
+    y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(y, "1 c f h w -> f h w c").numpy()
 
 
 # ------------------------------------------------------------------------------ existing videos
