@@ -43,3 +43,17 @@ def test_train_autoencoder_cli_saves_a_loadable_autoencoder_with_unit_scale_late
 def test_bad_config_key_is_refused(capsys):
     assert main(["train-autoencoder", "train.max_stepz=3"]) == 2
     assert "max_stepz" in capsys.readouterr().err
+
+
+def test_contrast_weights_favour_what_differs_from_the_dominant_colour():
+    from higen.training.autoencoder import contrast_weights
+
+    frames = -torch.ones(2, 3, 8, 8)
+    frames[:, :, 2:4, 2:4] = 1.0  # a small bright object on a dark background
+    plain = contrast_weights(frames, 0.0)
+    assert torch.equal(plain, torch.ones(2, 1, 8, 8))
+    weights = contrast_weights(frames, 3.0)
+    assert weights.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(weights.mean(dim=(2, 3)), torch.ones(2, 1))
+    # object pixels differ by 2 in each of 3 channels from the median: weight ratio 1 + 3 * 6 = 19
+    torch.testing.assert_close(weights[0, 0, 2, 2] / weights[0, 0, 0, 0], torch.tensor(19.0))

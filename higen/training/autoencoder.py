@@ -55,6 +55,10 @@ class AutoencoderTrainSection:
     lr: float = 3e-4
     warmup_steps: int = 100
     mse_weight: float = 1.0
+    # Reconstruction weight 1 + w * |pixel - the frame's median colour| (summed over RGB, in [-1, 1] units):
+    # with plain L1/MSE a small object on a flat background is a few percent of the loss and comes back as
+    # a colourless blob; this weights what differs from the dominant colour (objects, edges). 0: plain.
+    contrast_weight: float = 0.0
     kl_weight: float = 1e-6
     device: str = "auto"
     log_every: int = 50
@@ -103,11 +107,21 @@ def take_frames(pixels: torch.Tensor, k: int, generator: torch.Generator) -> tor
     return rearrange(frames[torch.arange(b)[:, None], picks], "b k c h w -> (b k) c h w")
 
 
+def contrast_weights(frames: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-pixel weights ``n 1 H W`` with mean 1: ``1 + strength * |x - median colour|``, normalised per frame."""
+    if strength == 0:
+        return torch.ones_like(frames[:, :1])
+    median = frames.flatten(2).median(dim=2).values[:, :, None, None]  # n 3 1 1: the dominant colour
+    weight = 1.0 + strength * (frames - median).abs().sum(dim=1, keepdim=True)
+    return weight / weight.mean(dim=(2, 3), keepdim=True)
+
+
 def vae_loss(vae, frames: torch.Tensor, cfg: AutoencoderTrainSection, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     posterior = vae.encode(frames).latent_dist
     recon = vae.decode(posterior.sample(generator=generator)).sample
-    l1 = (recon - frames).abs().mean()
-    mse = F.mse_loss(recon, frames)
+    weight = contrast_weights(frames, cfg.contrast_weight)
+    l1 = (weight * (recon - frames).abs()).mean()
+    mse = (weight * (recon - frames).square()).mean()
     # KL summed over the latent, per pixel value: with the reconstruction as a per-value mean this is SD's
     # weighting (its losses are sums over the image), so kl_weight 1e-6 means what it means there.
     kl = posterior.kl().mean() / frames[0].numel()
