@@ -115,7 +115,7 @@ def load_pipeline(model: Path | None, device, dtype_name: str):
 
         model = bundled_model_path()
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
-    return HiGenPipeline.from_pretrained(model, device=device, dtype=None if dtype == torch.float32 else dtype), model
+    return HiGenPipeline.from_pretrained(model, device=device, dtype=dtype), model
 
 
 def check_speed_options(device, compile: bool = False, offload: str | None = None) -> None:

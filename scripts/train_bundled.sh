@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Train the bundled model from nothing, on a CPU (docs/bundled_model.md): the autoencoder, the latent caches,
+# HiGen itself and the plain text-to-video ablation of the same size and budget, then install the HiGen one
+# into the package (higen/assets/bundled_model, stored in fp16).
+#   bash scripts/train_bundled.sh            # everything
+#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | install
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HIGEN=${HIGEN:-.venv/bin/higen}
+CONFIG=configs/bundled/higen.yaml
+STAGE=${STAGE:-autoencoder}
+stages=(autoencoder cache higen install)
+run_from=0
+for i in "${!stages[@]}"; do [ "${stages[$i]}" = "$STAGE" ] && run_from=$i; done
+
+if [ "$run_from" -le 0 ]; then
+  OMP_NUM_THREADS=2 "$HIGEN" train-autoencoder --config configs/bundled/autoencoder.yaml
+fi
+if [ "$run_from" -le 1 ]; then
+  # Both streams at once, one thread each (two 2-thread processes on 2 cores thrash OpenMP).
+  OMP_NUM_THREADS=1 "$HIGEN" train-cache runs/bundled_cache/videos --config "$CONFIG" --kind video --batch-size 16 data.source=world &
+  videos=$!
+  OMP_NUM_THREADS=1 "$HIGEN" train-cache runs/bundled_cache/images --config "$CONFIG" --kind image --batch-size 64 data.source=world &
+  images=$!
+  wait "$videos"; wait "$images"
+fi
+if [ "$run_from" -le 2 ]; then
+  # HiGen and the ablation side by side, one thread each: same data, same steps, same seed.
+  OMP_NUM_THREADS=1 "$HIGEN" train --config "$CONFIG" > runs/bundled_higen.log 2>&1 &
+  higen=$!
+  OMP_NUM_THREADS=1 "$HIGEN" train --config "$CONFIG" cues.decoupled=false train.output_dir=runs/bundled_plain > runs/bundled_plain.log 2>&1 &
+  plain=$!
+  wait "$higen"; wait "$plain"
+fi
+if [ "$run_from" -le 3 ]; then
+  .venv/bin/python -m higen.bundled install runs/bundled_higen/model
+fi

@@ -1,0 +1,50 @@
+"""The bundled model: installing a trained folder into the package, and the commands that use it by default."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from higen.bundled import BUNDLED_DIR, install
+from higen.pipeline.pipeline import HiGenPipeline
+from higen.testing import save_tiny_model
+
+BUNDLED = pytest.mark.skipif(not (BUNDLED_DIR / "model_index.json").is_file(), reason="no bundled model in this checkout")
+
+
+def test_install_stores_fp16_and_runs_in_fp32(tmp_path):
+    source = save_tiny_model(tmp_path / "trained")
+    target = install(source, tmp_path / "bundled")
+    for weights in ("unet/model.safetensors", "autoencoder/diffusion_pytorch_model.safetensors"):
+        assert all(v.dtype == torch.float16 for v in load_file(str(target / weights)).values())
+    original, installed = HiGenPipeline.from_pretrained(source), HiGenPipeline.from_pretrained(target)
+    assert installed.unet.dtype == torch.float32 and installed.defaults == original.defaults
+    a, b = original("a red circle", seed=0).video, installed("a red circle", seed=0).video
+    # fp16 storage rounds the weights (relative 2^-11); on 8-bit frames that is a level or two here and there.
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
+    assert not list(tmp_path.glob(".bundled*"))
+
+
+@BUNDLED
+def test_the_bundled_model_is_small_and_complete():
+    size = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
+    assert size < 30 * 2**20
+    index = json.loads((BUNDLED_DIR / "model_index.json").read_text())
+    assert index["components"] == ["unet", "text_encoder", "autoencoder"]
+
+
+@BUNDLED
+def test_generate_uses_the_bundled_model_when_none_is_named(tmp_path):
+    from higen.io.video import read_video
+    from higen.cli.main import main
+
+    out = tmp_path / "video.mp4"
+    assert main(["generate", "a red circle moving left on a black background", "-o", str(out), "--steps", "2", "--seed", "1",
+                 "--no-progress"]) == 0
+    frames, _ = read_video(out)
+    defaults = json.loads((BUNDLED_DIR / "pipeline.json").read_text())
+    assert frames.shape == (defaults["frames"], defaults["height"], defaults["width"], 3)
+    sidecar = json.loads(out.with_name("video.mp4.json").read_text())
+    assert sidecar["model"] == str(BUNDLED_DIR) and sidecar["seed"] == 1
