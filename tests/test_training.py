@@ -507,3 +507,15 @@ def test_generation_section_and_the_ablation_reach_the_exported_model(tmp_path):
     assert saved["decoupled"] is False and saved["motion"] == 42.0 and saved["sampler"] == "dpm++"
     with pytest.raises(ValueError, match="generation: unknown generation settings: motoin"):
         tiny_config(out, "generation={motoin: 3}")
+
+
+def test_overrides_may_follow_options(monkeypatch):
+    from higen.cli import main as cli
+
+    seen = {}
+    monkeypatch.setattr("higen.cli.train.run_cache", lambda args: seen.setdefault("overrides", args.overrides) and 0)
+    parser_args = ["train-cache", "out", "data.fps=4", "--kind", "image", "data.frames=3"]
+    assert cli.main(parser_args) == 0
+    assert seen["overrides"] == ["data.fps=4", "data.frames=3"]
+    with pytest.raises(SystemExit):
+        cli.main(["train-cache", "out", "--kind", "image", "stray"])

@@ -38,7 +38,13 @@ def _add_optional_commands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes a positional list only in one run, so `key=value` overrides given after options
+    # (`higen train-cache OUT --kind video data.fps=4`) come back unparsed: they are overrides too.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
