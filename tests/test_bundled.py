@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from higen.bundled import BUNDLED_DIR, install
+from higen.bundled import BUNDLED_DIR, _main, install
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.testing import save_tiny_model
 
@@ -25,6 +25,18 @@ def test_install_stores_fp16_and_runs_in_fp32(tmp_path):
     # fp16 storage rounds the weights (relative 2^-11); on 8-bit frames that is a level or two here and there.
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
     assert not list(tmp_path.glob(".bundled*"))
+
+
+def test_install_replaces_generation_defaults(tmp_path, capsys):
+    source = save_tiny_model(tmp_path / "trained")
+    assert _main(["install", str(source), str(tmp_path / "x"), "sampler=dpm++"]) == 2  # a stray path is not key=value
+    assert "key=value" in capsys.readouterr().err
+    assert _main(["install", str(source), "no_such_setting=1"]) == 2
+    assert "no_such_setting" in capsys.readouterr().err
+    target = install(source, tmp_path / "bundled", defaults={"sampler": "dpm++", "temporal_steps": 7, "motion": 20})
+    d = HiGenPipeline.from_pretrained(target).defaults
+    assert (d.sampler, d.temporal_steps, d.motion) == ("dpm++", 7, 20)
+    assert d.frames == HiGenPipeline.from_pretrained(source).defaults.frames
 
 
 @BUNDLED
