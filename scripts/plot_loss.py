@@ -3,8 +3,8 @@
     python scripts/plot_loss.py runs/bundled_higen/log.jsonl:HiGen runs/bundled_plain/log.jsonl:plain \
         -o docs/images/bundled_loss.png
 
-Each log is ``PATH[:LABEL]``. The logged loss is one step's loss (noisy: random timesteps), so a
-running mean over ``--window`` log points is drawn over the raw points. Needs matplotlib
+Each log is ``PATH[:LABEL]``. A logged loss is the mean over the steps since the previous log line,
+still noisy (random timesteps), so a running mean over ``--window`` log points is drawn over the raw points. Needs matplotlib
 (``pip install matplotlib``); it is not part of the package's install.
 """
 

@@ -399,6 +399,29 @@ def test_cli_trains_from_a_manifest_and_resumes(tmp_path, capsys):
     assert "changed: train.max_steps: 2 -> 4" in err
 
 
+def test_train_export_writes_any_checkpoint_as_a_model_folder(tmp_path, capsys):
+    from higen.pipeline.pipeline import HiGenPipeline
+
+    config = _cli_config(tmp_path, train={"max_steps": 3}, checkpoint={"every": 1, "keep_last": 5})
+    assert _cli(["train", "--config", str(config)], capsys)[0] == 0
+    run_dir = tmp_path / "run"
+    code, err = _cli(["train-export", str(run_dir / "checkpoints" / "step_0000002"), str(tmp_path / "ema2")], capsys)
+    assert code == 0, err
+    ema2 = HiGenPipeline.from_pretrained(tmp_path / "ema2")
+    for name, value in checkpoint_tensors(run_dir, "ema", 2).items():
+        assert torch.equal(ema2.unet.state_dict()[name], value), name
+    # A run folder means its latest checkpoint; --no-ema takes the raw weights; the target is replaced.
+    assert _cli(["train-export", str(run_dir), str(tmp_path / "ema2"), "--no-ema"], capsys)[0] == 0
+    raw3 = HiGenPipeline.from_pretrained(tmp_path / "ema2")
+    for name, value in checkpoint_tensors(run_dir, "model", 3).items():
+        assert torch.equal(raw3.unet.state_dict()[name], value), name
+    assert raw3.defaults == HiGenPipeline.from_pretrained(run_dir / "model").defaults
+    assert raw3("a red square", frames=4, spatial_steps=1, temporal_steps=1, seed=0).video.shape == (1, 4, 32, 32, 3)
+    code, err = _cli(["train-export", str(tmp_path / "clips"), str(tmp_path / "x")], capsys)
+    assert code == 2 and "neither a complete checkpoint nor a run folder" in err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize(
     "override, words",
     [

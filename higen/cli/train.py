@@ -1,4 +1,4 @@
-"""``higen train`` and ``higen train-cache``: thin layers over :mod:`higen.training`.
+"""``higen train``, ``higen train-cache`` and ``higen train-export``: thin layers over :mod:`higen.training`.
 
 Several processes: ``torchrun --nproc_per_node=8 -m higen train --config FILE.yaml`` (see docs/training.md).
 """
@@ -43,6 +43,16 @@ def add_parser(sub) -> None:
     c.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     c.set_defaults(run=run_cache)
 
+    e = sub.add_parser(
+        "train-export",
+        help="write a training checkpoint as a model folder",
+        description="Write the model folder of a training checkpoint (EMA weights unless --no-ema), for higen generate / evaluate.",
+    )
+    e.add_argument("checkpoint", type=Path, help="a checkpoints/step_* folder, or a run's output folder (its latest checkpoint)")
+    e.add_argument("out", type=Path, help="model folder to write (replaced if it exists)")
+    e.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA ones")
+    e.set_defaults(run=run_export)
+
 
 def _config(args: argparse.Namespace):
     from higen.training.config import load_config
@@ -70,4 +80,12 @@ def run_cache(args: argparse.Namespace) -> int:
     out = build_training_cache(_config(args), args.out, args.kind, batch_size=args.batch_size, shard_size=args.shard_size,
                                overwrite=args.overwrite)
     print(f"latent cache written: {out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from higen.training.export import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out, use_ema=not args.no_ema)
+    print(f"model folder written: {out}")
     return 0

@@ -1,0 +1,53 @@
+"""A training checkpoint as a model folder (``higen train-export``): evaluate or ship any step of a run.
+
+The trainer exports ``output_dir/model/`` only at the end of a run; this writes the same folder from any
+complete checkpoint, using the config the checkpoint recorded (its text encoder, autoencoder, UNet config
+and generation defaults) and its EMA weights by default.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from higen.training import checkpoint as ckpt
+from higen.training.components import generation_defaults, load_components
+from higen.training.config import TrainConfig, from_dict
+
+
+def export_checkpoint(checkpoint: str | Path, target: str | Path, use_ema: bool = True) -> Path:
+    """Write the model folder of ``checkpoint`` (a ``checkpoints/step_*`` folder, or a run's output folder
+    for its latest checkpoint) to ``target``. ``use_ema`` False takes the raw (non-EMA) weights."""
+    from higen.pipeline.pipeline import write_model_folder
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
+    if not ckpt.is_complete(checkpoint):
+        latest = ckpt.find_latest(checkpoint / "checkpoints")
+        if latest is None:
+            raise ValueError(f"{checkpoint} is neither a complete checkpoint nor a run folder with one")
+        checkpoint = latest
+    tensors, meta = ckpt.load_checkpoint(checkpoint)
+    cfg: TrainConfig = from_dict(TrainConfig, meta["config"], "")
+    if use_ema and "ema" not in tensors:
+        raise ValueError(f"{checkpoint} has no EMA weights (the run had ema.enabled=false); export without EMA")
+    components = load_components(cfg, load_unet_weights=False)
+    unet = components.unet
+    state = {name: tensors["model"][name] for name in tensors["model"]}
+    if use_ema:
+        state.update({name: tensors["ema"][name] for name in tensors["ema"]})
+    unet.load_state_dict(state, strict=True, assign=True)  # build_unet(load_weights=False) leaves it on "meta"
+    target = Path(target)
+    staging = target.with_name(f".{target.name}-new")
+    if staging.exists():
+        shutil.rmtree(staging)
+    write_model_folder(staging, unet.eval(), components.text_encoder, components.autoencoder, components.schedule,
+                       generation_defaults(cfg, components.defaults))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+__all__ = ["export_checkpoint"]
