@@ -40,6 +40,14 @@ def test_install_replaces_generation_defaults(tmp_path, capsys):
 
 
 @BUNDLED
+def test_python_api_loads_the_bundled_model_when_none_is_named():
+    pipe = HiGenPipeline.from_pretrained()
+    assert pipe.unet.dtype == torch.float32
+    d = json.loads((BUNDLED_DIR / "pipeline.json").read_text())
+    assert (pipe.defaults.frames, pipe.defaults.height, pipe.defaults.width) == (d["frames"], d["height"], d["width"])
+
+
+@BUNDLED
 def test_the_bundled_model_is_small_and_complete():
     size = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
     assert size < 30 * 2**20

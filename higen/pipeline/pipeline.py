@@ -386,9 +386,14 @@ class HiGenPipeline:
         write_model_folder(directory, self.unet, self.text_encoder, self.autoencoder, self.schedule, self.defaults, dtype=dtype)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device="cpu", dtype: torch.dtype | None = torch.float32) -> "HiGenPipeline":
-        """Load a model folder. ``dtype``: the UNet's and autoencoder's compute dtype, whatever they are stored
-        in (a folder stored in fp16 still runs in fp32 by default); None keeps the stored dtype."""
+    def from_pretrained(cls, directory: str | os.PathLike | None = None, device="cpu", dtype: torch.dtype | None = torch.float32) -> "HiGenPipeline":
+        """Load a model folder (None: the bundled model, docs/bundled_model.md). ``dtype``: the UNet's and
+        autoencoder's compute dtype, whatever they are stored in (a folder stored in fp16 still runs in fp32
+        by default); None keeps the stored dtype."""
+        if directory is None:
+            from higen.bundled import bundled_model_path
+
+            directory = bundled_model_path()
         directory = Path(directory)
         index_path = directory / "model_index.json"
         if not index_path.is_file():
