@@ -205,3 +205,21 @@ def test_existing_file_is_replaced_whole(tmp_path):
 def test_png_folder_metadata(tmp_path):
     write_video(tmp_path / "f", moving_gradient(2), fps=8)
     assert json.loads((tmp_path / "f" / "video.json").read_text()) == {"fps": 8.0, "frames": 2}
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    from higen.io.files import atomic_path, atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_path(tmp_path / "b.bin") as tmp:
+            with open(tmp, "wb") as f:  # writing into the temporary file, not replacing it
+                f.write(b"x")
+    finally:
+        os.umask(mask)
+    for name in ("a.json", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin"]

@@ -57,9 +57,8 @@ class WebGenerator:
             raise ValueError("type a prompt")
         seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2**31)
         as_int = lambda v: None if v is None else int(v)  # noqa: E731  (sliders give floats)
-        callback = None
-        if progress is not None:
-            def callback(stage: str, step: int, total: int) -> None:
+        def callback(stage: str, step: int, total: int) -> None:
+            if progress is not None:
                 progress(step / max(total, 1), desc=stage)
         start = time.perf_counter()
         out = self.pipe(

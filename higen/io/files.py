@@ -23,10 +23,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes it private (0600): give it the permissions a plain open() would
+            os.chmod(tmp_path, 0o666 & ~umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def umask() -> int:
+    """The process's file-creation mask (``tempfile`` ignores it: its files and folders are private)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_folder(parent: str | os.PathLike, prefix: str, suffix: str = "") -> Path:
+    """A new empty folder in ``parent`` (for building a folder that is renamed into place), with the
+    permissions ``mkdir`` would give rather than ``mkdtemp``'s private 0700."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(folder, 0o777 & ~umask())
+    return folder
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -14,11 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from higen.io.files import temporary_folder
+
 
 def _temporary_folder_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target, so the final rename stays on one file system and is atomic.
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    return temporary_folder(path.parent, prefix=f".{path.name}.", suffix=".tmp")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,6 +29,7 @@ from higen.cues import appearance_template, motion_constant
 from higen.diffusion.sampling import SAMPLERS, Conditioning, guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise
 from higen.models.unet import HiGenUNet
+from higen.io.files import temporary_folder
 
 FOLDER_FORMAT = "higen-pipeline"
 FOLDER_VERSION = 1
@@ -438,7 +438,7 @@ def write_model_folder(
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise FileExistsError(f"{directory} exists and is not an empty folder")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = temporary_folder(directory.parent, prefix=f".{directory.name}.")
     try:
         components = ["unet"]
         unet.save_pretrained(tmp / "unet", dtype=dtype)

@@ -27,7 +27,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, Iterator
@@ -38,7 +37,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from higen.io.files import atomic_write_text
+from higen.io.files import atomic_write_text, temporary_folder
 
 FORMAT = "higen-train-checkpoint"
 VERSION = 1
@@ -129,7 +128,7 @@ def save_checkpoint(
     ``latest`` at it and delete all but the newest ``keep_last``. ``fault`` is called half-way (tests)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{final.name}-", dir=root))
+    tmp = temporary_folder(root, prefix=f"{_TMP_PREFIX}{final.name}-")
     try:
         for i, (stem, state) in enumerate(tensors.items()):
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / f"{stem}.safetensors"))
