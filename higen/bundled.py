@@ -9,7 +9,6 @@ defaults (``GenerationDefaults`` fields: ``sampler=dpm++ spatial_steps=25 motion
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 
@@ -38,15 +37,9 @@ def install(model_folder: str | Path, target: str | Path = BUNDLED_DIR, defaults
     if defaults:
         pipe.defaults = type(pipe.defaults).from_dict({**dataclasses.asdict(pipe.defaults), **defaults})
     autoencoder = VideoAutoencoder(pipe.autoencoder.vae.to(torch.float16))
-    target = Path(target)
-    staging = target.with_name(f".{target.name}-new")
-    if staging.exists():
-        shutil.rmtree(staging)
-    write_model_folder(staging, pipe.unet, pipe.text_encoder, autoencoder, pipe.schedule, pipe.defaults, dtype=torch.float16)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    return target
+    write_model_folder(target, pipe.unet, pipe.text_encoder, autoencoder, pipe.schedule, pipe.defaults,
+                       dtype=torch.float16, replace=True)
+    return Path(target)
 
 
 def parse_defaults(pairs: list[str]) -> dict:

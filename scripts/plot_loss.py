@@ -11,26 +11,19 @@ still noisy (random timesteps), so a running mean over ``--window`` log points i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 
-def read_log(path: Path, kind: str | None) -> tuple[list[int], list[float]]:
-    steps, losses = [], []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if "loss" not in row or (kind and row.get("kind") not in (None, kind)):
-            continue
-        steps.append(int(row["step"]))
-        losses.append(float(row["loss"]))
-    if not steps:
+def loss_curve(path: Path, kind: str | None) -> tuple[list[int], list[float]]:
+    from higen.training.logging import read_log
+
+    rows = [r for r in read_log(path) if "loss" in r and (not kind or r.get("kind") in (None, kind))]
+    if not rows:
         raise SystemExit(f"error: no loss entries in {path}")
-    return steps, losses
+    return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
 def running_mean(values: list[float], window: int) -> list[float]:
@@ -62,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     for spec in args.logs:
         path, _, label = spec.partition(":")
-        steps, losses = read_log(Path(path), args.kind)
+        steps, losses = loss_curve(Path(path), args.kind)
         line, = ax.plot(steps, running_mean(losses, args.window), label=label or path, linewidth=1.6)
         ax.plot(steps, losses, color=line.get_color(), alpha=0.2, linewidth=0.8)
     ax.set_xlabel("step")

@@ -141,8 +141,6 @@ def speed_options(pipe, device, channels_last: bool = False, compile: bool = Fal
 
 
 def run(args: argparse.Namespace) -> int:
-    from higen.io.files import atomic_write_text
-
     if (args.prompt is None) == (args.prompts_file is None):
         raise ValueError("give either a prompt or --prompts-file")
     jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(args.prompt, args.seed)]
@@ -180,10 +178,9 @@ def run(args: argparse.Namespace) -> int:
         write_output(target, out.video[0], fps, fmt)
         if args.save_keyframe:
             write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], fps, "png-file")
-        settings = dict(out.settings, prompt=prompt, negative_prompt=out.settings["negative_prompt"][0])
-        sidecar = dict(settings, model=str(model_path), output=str(target), format=fmt, fps=fps, device=str(device),
-                       dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, offload=args.offload, keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
-        atomic_write_text(sidecar_path(target), json.dumps(sidecar, indent=2) + "\n")
+        write_sidecar(target, out.settings, prompt, model=str(model_path), format=fmt, fps=fps, device=str(device),
+                      dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, offload=args.offload,
+                      keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
         print(f"wrote {target} ({out.video.shape[1]} frames, {out.video.shape[3]}x{out.video.shape[2]}, seed {seed}, {elapsed:.1f} s)")
     return 0
 
@@ -205,6 +202,15 @@ def plan_outputs(args, jobs, fmt: str) -> list[Path]:
 
 def sidecar_path(target: Path) -> Path:
     return target.with_name(target.name + ".json") if target.suffix else target.with_suffix(".json")
+
+
+def write_sidecar(target: Path, settings: dict, prompt: str, **extra) -> dict:
+    """``target``'s JSON sidecar: the pipeline's ``settings`` for one prompt, the output path and ``extra``."""
+    from higen.io.files import atomic_write_text
+
+    sidecar = dict(settings, prompt=prompt, negative_prompt=settings["negative_prompt"][0], output=str(target), **extra)
+    atomic_write_text(sidecar_path(target), json.dumps(sidecar, indent=2) + "\n")
+    return sidecar
 
 
 def write_output(target: Path, frames, fps: float, fmt: str) -> None:

@@ -9,12 +9,11 @@ page can be reproduced from the command line.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 
-from higen.cli.generate import OFFLOAD, load_pipeline, resolve_device, sidecar_path, slug, speed_options, write_output
+from higen.cli.generate import OFFLOAD, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
 
 SAMPLERS = ("ddim", "dpm++", "unipc")
 
@@ -53,34 +52,35 @@ class WebGenerator:
                  sampler: str | None = None, motion: float | None = None, appearance: float | None = None,
                  keyframe=None, progress=None) -> tuple[Path, Path, dict]:
         """Returns (mp4 path, keyframe PNG path, settings). ``seed`` None or negative draws one."""
-        if not prompt or not prompt.strip():
+        prompt = (prompt or "").strip()
+        if not prompt:
             raise ValueError("type a prompt")
         seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2**31)
-        as_int = lambda v: None if v is None else int(v)  # noqa: E731  (sliders give floats)
-        def callback(stage: str, step: int, total: int) -> None:
-            if progress is not None:
-                progress(step / max(total, 1), desc=stage)
+        callback = None
+        if progress is not None:
+            callback = lambda stage, step, total: progress(step / max(total, 1), desc=stage)  # noqa: E731
         start = time.perf_counter()
         out = self.pipe(
-            prompt.strip(), negative_prompt=negative_prompt or None, frames=as_int(frames), height=as_int(height), width=as_int(width),
-            spatial_steps=as_int(steps), temporal_steps=as_int(steps), spatial_guidance=guidance, temporal_guidance=guidance,
+            prompt, negative_prompt=negative_prompt or None, frames=_int(frames), height=_int(height), width=_int(width),
+            spatial_steps=_int(steps), temporal_steps=_int(steps), spatial_guidance=guidance, temporal_guidance=guidance,
             sampler=sampler or None, motion=motion, appearance=appearance, seed=seed, keyframe=keyframe, callback=callback,
         )
         elapsed = time.perf_counter() - start
         self.count += 1
         target = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{self.count:04d}_{slug(prompt)}_{seed}.mp4"
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         fps = self.pipe.defaults.fps
         write_output(target, out.video[0], fps, "mp4")
         key_path = target.with_name(target.stem + "_keyframe.png")
         write_output(key_path, out.keyframe[0][None], fps, "png-file")
-        settings = dict(out.settings, prompt=prompt.strip(), negative_prompt=out.settings["negative_prompt"][0],
-                        model=str(self.model_path), output=str(target), format="mp4", fps=fps, device=self.device,
-                        keyframe="uploaded image" if keyframe is not None else None, seconds=round(elapsed, 3))
-        from higen.io.files import atomic_write_text
-
-        atomic_write_text(sidecar_path(target), json.dumps(settings, indent=2) + "\n")
+        settings = write_sidecar(target, out.settings, prompt, model=str(self.model_path), format="mp4", fps=fps,
+                                 device=self.device, keyframe="uploaded image" if keyframe is not None else None,
+                                 seconds=round(elapsed, 3))
         return target, key_path, settings
+
+
+def _int(value) -> int | None:
+    """The page's number fields give floats; sizes and step counts are integers."""
+    return None if value is None else int(value)
 
 
 def build_app(generator: WebGenerator):

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,7 +28,7 @@ from higen.cues import appearance_template, motion_constant
 from higen.diffusion.sampling import SAMPLERS, Conditioning, guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise
 from higen.models.unet import HiGenUNet
-from higen.io.files import temporary_folder
+from higen.io.folders import atomic_directory
 
 FOLDER_FORMAT = "higen-pipeline"
 FOLDER_VERSION = 1
@@ -429,17 +428,14 @@ def write_model_folder(
     schedule: NoiseSchedule | None = None,
     defaults: GenerationDefaults | None = None,
     dtype: torch.dtype | None = None,
+    replace: bool = False,
 ) -> None:
     """Write a model folder, possibly with the UNet alone (a converted checkpoint without its encoders).
 
-    Built in a temporary folder beside the target and renamed, so it appears whole or not at all.
+    Built in a temporary folder beside the target and renamed, so it appears whole or not at all. An existing
+    non-empty ``directory`` is an error unless ``replace`` (then it is swapped out only once the new one is whole).
     """
-    directory = Path(directory)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise FileExistsError(f"{directory} exists and is not an empty folder")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_folder(directory.parent, prefix=f".{directory.name}.")
-    try:
+    with atomic_directory(directory, may_replace=(lambda _: True) if replace else None) as tmp:
         components = ["unet"]
         unet.save_pretrained(tmp / "unet", dtype=dtype)
         if text_encoder is not None:
@@ -452,12 +448,6 @@ def write_model_folder(
         (tmp / "pipeline.json").write_text(json.dumps(dataclasses.asdict(defaults or GenerationDefaults()), indent=2) + "\n")
         index = {"format": FOLDER_FORMAT, "version": FOLDER_VERSION, "components": components}
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        if directory.exists():
-            directory.rmdir()
-        os.replace(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _stage_callback(callback: ProgressCallback | None, stage: str):

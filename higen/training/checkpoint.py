@@ -94,21 +94,26 @@ def clean_partial(root: Path) -> list[Path]:
 
 
 def resolve_resume(resume: str | None, root: Path) -> Path | None:
-    """``train.resume``: None (fresh start), ``auto`` (the latest in ``root``, if any) or a checkpoint folder.
-
-    A folder holding checkpoints (e.g. another run's ``checkpoints/``) resolves to its latest one.
-    """
+    """``train.resume``: None (fresh start), ``auto`` (the latest in ``root``, if any) or a checkpoint folder
+    (see :func:`locate_checkpoint`)."""
     if resume is None:
         return None
     if resume == "auto":
         return find_latest(root)
-    path = Path(resume)
+    return locate_checkpoint(resume, "train.resume")
+
+
+def locate_checkpoint(path: str | Path, what: str | None = None) -> Path:
+    """A complete checkpoint folder as it is; a run folder or a folder of checkpoints (e.g. another run's
+    ``checkpoints/``): its latest one. ``what`` names the setting in error messages."""
+    path = Path(path)
+    prefix = f"{what}: " if what else ""
     if not path.exists():
-        raise FileNotFoundError(f"train.resume: no such checkpoint: {path}")
+        raise FileNotFoundError(f"{prefix}no such checkpoint: {path}")
     if path.is_dir() and not is_complete(path):
         inner = find_latest(path / "checkpoints") or find_latest(path)
         if inner is None:
-            raise ValueError(f"train.resume: {path} is not a complete checkpoint and holds none")
+            raise ValueError(f"{prefix}{path} is neither a complete checkpoint nor a run folder with one")
         path = inner
     return path
 
@@ -324,7 +329,7 @@ def _tuples(value):
 
 
 __all__ = [
-    "checkpoint_name", "is_complete", "list_checkpoints", "find_latest", "clean_partial", "resolve_resume",
+    "checkpoint_name", "is_complete", "list_checkpoints", "find_latest", "clean_partial", "resolve_resume", "locate_checkpoint",
     "save_checkpoint", "load_checkpoint", "full_tensor", "distribute_like", "full_state", "model_state",
     "optimizer_state", "load_optimizer_state", "rng_state", "set_rng_state",
 ]

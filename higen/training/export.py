@@ -7,7 +7,6 @@ and generation defaults) and its EMA weights by default.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from higen.training import checkpoint as ckpt
@@ -20,14 +19,7 @@ def export_checkpoint(checkpoint: str | Path, target: str | Path, use_ema: bool 
     for its latest checkpoint) to ``target``. ``use_ema`` False takes the raw (non-EMA) weights."""
     from higen.pipeline.pipeline import write_model_folder
 
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_dir():
-        raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
-    if not ckpt.is_complete(checkpoint):
-        latest = ckpt.find_latest(checkpoint / "checkpoints")
-        if latest is None:
-            raise ValueError(f"{checkpoint} is neither a complete checkpoint nor a run folder with one")
-        checkpoint = latest
+    checkpoint = ckpt.locate_checkpoint(checkpoint)
     tensors, meta = ckpt.load_checkpoint(checkpoint)
     cfg: TrainConfig = from_dict(TrainConfig, meta["config"], "")
     if use_ema and "ema" not in tensors:
@@ -38,16 +30,9 @@ def export_checkpoint(checkpoint: str | Path, target: str | Path, use_ema: bool 
     if use_ema:
         state.update({name: tensors["ema"][name] for name in tensors["ema"]})
     unet.load_state_dict(state, strict=True, assign=True)  # build_unet(load_weights=False) leaves it on "meta"
-    target = Path(target)
-    staging = target.with_name(f".{target.name}-new")
-    if staging.exists():
-        shutil.rmtree(staging)
-    write_model_folder(staging, unet.eval(), components.text_encoder, components.autoencoder, components.schedule,
-                       generation_defaults(cfg, components.defaults))
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    return target
+    write_model_folder(target, unet.eval(), components.text_encoder, components.autoencoder, components.schedule,
+                       generation_defaults(cfg, components.defaults), replace=True)
+    return Path(target)
 
 
 __all__ = ["export_checkpoint"]

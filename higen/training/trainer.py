@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 import warnings
@@ -443,14 +442,8 @@ def _export(cfg, model, ema, components: Components, target: Path, world: World,
     if world.is_main:
         from higen.pipeline.pipeline import write_model_folder
 
-        staging = target.with_name(f".{target.name}-new")
-        if staging.exists():
-            shutil.rmtree(staging)
-        write_model_folder(staging, unet, components.text_encoder, components.autoencoder, components.schedule,
-                           generation_defaults(cfg, components.defaults))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        write_model_folder(target, unet, components.text_encoder, components.autoencoder, components.schedule,
+                           generation_defaults(cfg, components.defaults), replace=True)
         logger.message(f"model folder written: {target}" + ("" if components.autoencoder else " (no autoencoder: add one to generate)"))
     barrier(world)
     return target if world.is_main else None

@@ -227,7 +227,9 @@ def round_trip(autoencoder, video: np.ndarray) -> np.ndarray:
     import torch
     from einops import rearrange
 
-    x = torch.from_numpy(np.ascontiguousarray(video)).float() / 127.5 - 1.0
+    from higen.data.decode import to_unit_range
+
+    x = to_unit_range(torch.from_numpy(np.ascontiguousarray(video)))
     with torch.inference_mode():
         y = autoencoder.decode(autoencoder.encode(rearrange(x, "f h w c -> 1 c f h w")), chunk_size=16)
     y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
