@@ -45,15 +45,19 @@ def test_bad_config_key_is_refused(capsys):
     assert "max_stepz" in capsys.readouterr().err
 
 
-def test_contrast_weights_favour_what_differs_from_the_dominant_colour():
-    from higen.training.autoencoder import contrast_weights
+def test_contrast_weights_favour_what_differs_from_the_row_background():
+    from higen.training.loss import contrast_weights
 
-    frames = -torch.ones(2, 3, 8, 8)
-    frames[:, :, 2:4, 2:4] = 1.0  # a small bright object on a dark background
+    frames = torch.linspace(-1, 1, 8)[None, None, :, None].repeat(2, 3, 1, 8)  # a vertical gradient background
+    frames[:, :, 2:4, 2:4] = 1.0  # a small bright object
     plain = contrast_weights(frames, 0.0)
     assert torch.equal(plain, torch.ones(2, 1, 8, 8))
     weights = contrast_weights(frames, 3.0)
     assert weights.shape == (2, 1, 8, 8)
     torch.testing.assert_close(weights.mean(dim=(2, 3)), torch.ones(2, 1))
-    # object pixels differ by 2 in each of 3 channels from the median: weight ratio 1 + 3 * 6 = 19
-    torch.testing.assert_close(weights[0, 0, 2, 2] / weights[0, 0, 0, 0], torch.tensor(19.0))
+    # the gradient is background (each row's median): every background position weighs the same
+    background = torch.ones(8, 8, dtype=torch.bool)
+    background[2:4, 2:4] = False
+    torch.testing.assert_close(weights[0, 0][background], weights[0, 0, 0, 0].expand(60))
+    # the object pixel farthest from its row's background gets 1 + strength times a background pixel's weight
+    torch.testing.assert_close(weights[0, 0, 2:4, 2:4].max() / weights[0, 0, 0, 0], torch.tensor(4.0))

@@ -449,17 +449,17 @@ def test_loading_does_not_touch_the_global_torch_rng(clips):
 
 
 class StandInWorld:
-    """The ``WorldDataset`` interface: item i is clip i, red = 10 x frame, green = 20 x (i % 10)."""
+    """The ``WorldDataset`` interface: item i is clip i, red = 10 x frame + 100 x start time, green = 20 x (i % 10)."""
 
-    def __init__(self, length: int, frames: int, height: int, width: int, seed: int, split: str) -> None:
-        self.length, self.frames, self.height, self.width = length, frames, height, width
+    def __init__(self, length: int, frames: int, height: int, width: int, seed: int, split: str, start: float = 0.0) -> None:
+        self.length, self.frames, self.height, self.width, self.start = length, frames, height, width, start
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> dict:
         video = np.zeros((self.frames, self.height, self.width, 3), np.uint8)
-        video[..., 0] = (10 * np.arange(self.frames))[:, None, None]
+        video[..., 0] = (10 * np.arange(self.frames) + round(100 * self.start))[:, None, None]
         video[..., 1] = 20 * (i % 10)
         return {"video": video, "caption": f"world {i}", "spec": {}}
 
@@ -478,6 +478,9 @@ def test_world_source_gives_pixels_or_stand_in_latents(stand_in_world):
     assert video.pixels.shape == (3, 3, 4, 16, 24) and image.pixels.shape == (2, 3, 1, 16, 24)
     assert video.captions == [f"world {i}" for i in video.indices]
     assert [clip_id(p) for p in video.pixels] == [i % 10 for i in video.indices]
+    # Clips start at clip time 0; an image is the middle frame of a clip (time 2/4 here): the spatial prior's frame.
+    torch.testing.assert_close(video.pixels[:, 0, :, 0, 0], (10 * torch.arange(4.0) / 127.5 - 1).expand(3, 4))
+    torch.testing.assert_close(image.pixels[:, 0, 0, 0, 0], torch.full((2,), 50 / 127.5 - 1))
     latent = DataSection(source="world", length=12, frames=4, height=16, width=24, latent=True)
     with TrainingData(latent, seed=0, rank=0, world_size=1, batch_size=3, image_batch_size=2, num_workers=0) as data:
         batch = data.next_batch("video")

@@ -22,7 +22,7 @@ from higen.world.judge import (
     CORRECT, INCORRECT, MAX_COLOUR_JITTER, MAX_FLICKER, NOT_ASKED, STILL_BELOW, compare, measure, score, theil_sen_slope,
 )
 from higen.world.render import render
-from higen.world.spec import CLIP_SECONDS, COLOURS, GROWTH, SIZE_BANDS, SPEED_BANDS, ClipSpec
+from higen.world.spec import CLIP_SECONDS, COLOURS, GROWTH, SIZE_BANDS, SIZE_RANGE, SPEED_BANDS, ClipSpec
 
 # The judge must name >= 98% of ground-truth attributes correctly, clean and mildly degraded. Why 98%: world
 # attributes sit in gaps between the judge's thresholds that are many times its measurement noise, so the
@@ -217,7 +217,7 @@ class StubPipeline:
             speed = 0.03 + 0.2 * (500.0 if motion is None else motion) / 1000.0
         change = a["change"] or "grow"
         strength = 1.0 if a["change"] else (1.0 if appearance is None else appearance)
-        size = {"small": 0.0975, "large": 0.1325}.get(a["size"], 0.115)
+        size = {w: sum(b) / 2 for w, b in SIZE_BANDS.items()}.get(a["size"], sum(SIZE_RANGE) / 2)
         vx, vy = dict(left=(-1, 0), right=(1, 0), up=(0, -1), down=(0, 1)).get(direction, (0, 0))
         start = (-vx * speed * CLIP_SECONDS / 2, -vy * speed * CLIP_SECONDS / 2)  # centred path: stays in frame
         return ClipSpec(

@@ -22,7 +22,7 @@ from higen.training.conditioning import (
 )
 from higen.training.config import load_config
 from higen.training.logging import read_log
-from higen.training.loss import VPredictionLoss, draw_noise, draw_timesteps
+from higen.training.loss import VPredictionLoss, contrast_weights, draw_noise, draw_timesteps
 from higen.training.optim import SPATIAL_PATTERN
 from higen.training.synthetic import TINY_RUN, SyntheticData, synthetic_factory, tiny_components
 from higen.training.trainer import make_training_data, train
@@ -68,6 +68,24 @@ def test_loss_is_per_sample_v_mse():
 
     assert loss(oracle, x0, t, noise).abs().max() < 1e-10
     torch.testing.assert_close(seen["x"][2], noise[2])
+
+
+def test_foreground_weighted_loss_weights_each_frame_by_its_contrast_map():
+    schedule = NoiseSchedule()
+    x0, noise = torch.randn(2, 4, 3, 6, 6), torch.randn(2, 4, 3, 6, 6)
+    t = torch.tensor([100, 900])
+    zeros = lambda x, ts, **kw: torch.zeros_like(x)  # noqa: E731
+    plain = VPredictionLoss(schedule)(zeros, x0, t, noise)
+    torch.testing.assert_close(VPredictionLoss(schedule, 0.0)(zeros, x0, t, noise), plain)
+    weighted = VPredictionLoss(schedule, 5.0)
+    a = schedule.alphas_cumprod()[t].float()[:, None, None, None, None]
+    v = a.sqrt() * noise - (1 - a).sqrt() * x0
+    # frame f of sample b is weighted by contrast_weights of that clean frame alone
+    w = torch.stack([torch.stack([contrast_weights(x0[b, :, f][None], 5.0)[0] for f in range(3)], dim=1) for b in range(2)])
+    assert weighted.weights(x0).shape == (2, 1, 3, 6, 6)
+    torch.testing.assert_close(weighted.weights(x0), w)
+    torch.testing.assert_close(weighted(zeros, x0, t, noise), (w * v.pow(2)).flatten(1).mean(1))
+    assert not torch.allclose(weighted(zeros, x0, t, noise), plain)
 
 
 def test_noise_and_timesteps_follow_their_keys():

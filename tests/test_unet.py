@@ -56,6 +56,35 @@ def test_new_branches_are_zero_initialised():
     assert torch.equal(plain, model.out[2].bias.view(1, -1, 1, 1, 1).expand_as(plain))
 
 
+def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_normalised_time():
+    config = tiny_unet_config(frame_position=True)
+    torch.manual_seed(0)
+    model = HiGenUNet(config).eval()
+    assert torch.equal(model.position_embedding(2, 4, "cpu"), torch.zeros(8, config.embed_dim))  # no-op at init
+    randomize(model)
+    with torch.no_grad():
+        emb = model.position_embedding(1, 4, "cpu")
+        # one distinct vector per frame, the same for every sample of the batch
+        assert len({tuple(row.tolist()) for row in emb}) == 4
+        torch.testing.assert_close(model.position_embedding(3, 4, "cpu"), emb.repeat(3, 1))
+        # normalised time: the first and last frames get the same vectors at any length
+        longer = model.position_embedding(1, 7, "cpu")
+        torch.testing.assert_close(longer[[0, -1]], emb[[0, -1]])
+        # image mode (the spatial stage) does not see it
+        args = inputs(config, f=1)
+        before = model(**args)
+        for p in model.position_embed.parameters():
+            p.add_(1.0)
+        assert torch.equal(model(**args), before)
+        video = inputs(config, f=3)
+        changed = model(**video)
+        for p in model.position_embed.parameters():
+            p.sub_(1.0)
+        assert not torch.equal(model(**video), changed)
+    with pytest.raises(ValueError, match="frame-position"):
+        unet_to_vgen_state_dict(model)
+
+
 @pytest.mark.parametrize("frames", [2, 3, 8, 13])
 def test_any_number_of_frames(frames):
     config = tiny_unet_config(appearance_width=8)

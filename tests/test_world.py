@@ -213,6 +213,10 @@ def test_world_dataset_is_deterministic_per_index():
         a[20]
     with pytest.raises(ValueError, match="split"):
         WorldDataset(5, split="val")
+    # start: a later part of the same clip; frame 2 of 4 is clip time 0.5, the first frame from start 0.5
+    assert np.array_equal(WorldDataset(20, 1, 32, 32, seed=1, start=0.5)[7]["video"][0], item["video"][2])
+    with pytest.raises(ValueError, match="start"):
+        WorldDataset(20, 1, 32, 32, start=1.0)[0]
 
 
 def test_export_writes_videos_and_manifest(tmp_path):

@@ -30,8 +30,12 @@ def build_sources(cfg: DataSection, cache_settings: Mapping[str, Any] | None = N
     built with other settings) is raised here, before training starts.
     """
     if cfg.source == "world":
-        # The world renders both: clips for video steps, single frames for image steps.
-        return {kind: world_source(cfg.length, clip_spec(cfg, kind), cfg.world_seed, cfg.latent) for kind in ("video", "image")}
+        # The world renders both: clips for video steps, single frames for image steps. An image is the clip's
+        # middle frame (clip time (F // 2) / F), the frame video steps use as the spatial prior, so the spatial
+        # stage learns the frame the temporal stage expects (halfway through a colour change or a growth).
+        middle = (cfg.frames // 2) / cfg.frames
+        return {kind: world_source(cfg.length, clip_spec(cfg, kind), cfg.world_seed, cfg.latent, start=middle if kind == "image" else 0.0)
+                for kind in ("video", "image")}
     locations = {kind: location for kind, location in (("video", cfg.videos), ("image", cfg.images)) if location}
     if not locations:
         raise ValueError(f"data.source={cfg.source} needs data.videos and/or data.images")

@@ -108,9 +108,9 @@ class WorldSource:
         return Sample(str(item["caption"]), tensors={"latents": torch.cat([rgb, rgb.mean(dim=0, keepdim=True)])})
 
 
-def world_source(length: int, spec: ClipSpec, seed: int, latent: bool = False, split: str = "train") -> WorldSource:
-    """A ``WorldSource`` over ``WorldDataset`` rendered directly at the spec's frames and size."""
+def world_source(length: int, spec: ClipSpec, seed: int, latent: bool = False, split: str = "train", start: float = 0.0) -> WorldSource:
+    """A ``WorldSource`` over ``WorldDataset`` rendered directly at the spec's frames and size, from clip time ``start``."""
     from higen.world.dataset import WorldDataset
 
-    dataset = WorldDataset(length=length, frames=spec.frames, height=spec.height, width=spec.width, seed=seed, split=split)
+    dataset = WorldDataset(length=length, frames=spec.frames, height=spec.height, width=spec.width, seed=seed, split=split, start=start)
     return WorldSource(dataset, spec, latent)

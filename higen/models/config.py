@@ -34,6 +34,12 @@ class UNetConfig:
     dropout: float = 0.1  # ResBlock dropout
     temporal_dropout: float = 0.1  # temporal conv dropout (fixed at 0.1 in the release)
     use_fps_condition: bool = False
+    # Not in the release: a learned embedding of each frame's normalised time i / (F - 1), added to the
+    # per-frame embedding (zero-initialised MLP; nothing at F = 1, like every temporal layer). The release's
+    # temporal layers have no positional encoding: frame order reaches them only through the temporal convs'
+    # padding and the appearance rows, whose real-video similarities fall off with |i - j| (dossier §3.4). A
+    # model trained from scratch on clips of unchanging appearance (all-ones rows) lacks the second.
+    frame_position: bool = False
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:

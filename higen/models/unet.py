@@ -74,6 +74,7 @@ class HiGenUNet(nn.Module):
         self.motion_embed = mlp(base, emb_dim, zero_last=True)
         self.appearance_embed = mlp(c.appearance_width, emb_dim, zero_last=True)
         self.fps_embed = mlp(base, emb_dim, zero_last=True) if c.use_fps_condition else None
+        self.position_embed = mlp(base, emb_dim, zero_last=True) if c.frame_position else None
         self.text_resampler = TextResampler(
             c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads
         )
@@ -164,7 +165,8 @@ class HiGenUNet(nn.Module):
         appearance: torch.Tensor | None,
         fps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-frame conditioning vector ``(b f) e`` = time MLP + motion MLP + appearance MLP (higen.md §2)."""
+        """Per-frame conditioning vector ``(b f) e`` = time MLP + motion MLP + appearance MLP (higen.md §2)
+        (+ the frame-position MLP when ``config.frame_position``)."""
         base = self.config.base_channels
         t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps.reshape(batch)
         emb = self.time_embed(sinusoidal_embedding(t, base).to(self.dtype))
@@ -172,7 +174,19 @@ class HiGenUNet(nn.Module):
             emb = emb + self.fps_embed(sinusoidal_embedding(fps.reshape(-1).expand(batch), base).to(self.dtype))
         emb = emb.repeat_interleave(frames, dim=0)
         emb = emb + self.motion_embedding(motion, batch, frames, timesteps.device)
+        if self.position_embed is not None and frames > 1:
+            emb = emb + self.position_embedding(batch, frames, timesteps.device)
         return emb + self.appearance_embedding(appearance, batch, frames, timesteps.device)
+
+    def position_embedding(self, batch: int, frames: int, device) -> torch.Tensor:
+        """Frame ``i``'s normalised time ``i / (F - 1)``, embedded like a timestep in [0, 1000] -> ``(b f) e``.
+
+        Normalised time, as the appearance template (``higen.cues``), so any number of frames stays in
+        the range seen in training.
+        """
+        times = torch.arange(frames, device=device, dtype=torch.float32) * (1000.0 / (frames - 1))
+        emb = self.position_embed(sinusoidal_embedding(times, self.config.base_channels).to(self.dtype))  # f e
+        return emb.repeat(batch, 1)
 
     def motion_embedding(self, motion: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
         """Motion ``b (f-1)`` (per adjacent pair), ``b f``, or ``b``/``b 1`` for one frame -> ``(b f) e``.

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from higen.training.config import DataSection, load_config
+from higen.training.loss import contrast_weights
 
 
 @dataclass
@@ -55,9 +56,9 @@ class AutoencoderTrainSection:
     lr: float = 3e-4
     warmup_steps: int = 100
     mse_weight: float = 1.0
-    # Reconstruction weight 1 + w * |pixel - the frame's median colour| (summed over RGB, in [-1, 1] units):
-    # with plain L1/MSE a small object on a flat background is a few percent of the loss and comes back as
-    # a colourless blob; this weights what differs from the dominant colour (objects, edges). 0: plain.
+    # Reconstruction weight 1 + w * d / max d, d = |pixel - its row's median colour| (higen.training.loss.
+    # contrast_weights): with plain L1/MSE a small object on a flat background is a few percent of the loss
+    # and comes back as a colourless blob; this weights what differs from the background. 0: plain.
     contrast_weight: float = 0.0
     kl_weight: float = 1e-6
     device: str = "auto"
@@ -105,15 +106,6 @@ def take_frames(pixels: torch.Tensor, k: int, generator: torch.Generator) -> tor
     picks = torch.stack([torch.randperm(f, generator=generator)[:k] for _ in range(b)])  # b k
     frames = rearrange(pixels, "b c f h w -> b f c h w")
     return rearrange(frames[torch.arange(b)[:, None], picks], "b k c h w -> (b k) c h w")
-
-
-def contrast_weights(frames: torch.Tensor, strength: float) -> torch.Tensor:
-    """Per-pixel weights ``n 1 H W`` with mean 1: ``1 + strength * |x - median colour|``, normalised per frame."""
-    if strength == 0:
-        return torch.ones_like(frames[:, :1])
-    median = frames.flatten(2).median(dim=2).values[:, :, None, None]  # n 3 1 1: the dominant colour
-    weight = 1.0 + strength * (frames - median).abs().sum(dim=1, keepdim=True)
-    return weight / weight.mean(dim=(2, 3), keepdim=True)
 
 
 def vae_loss(vae, frames: torch.Tensor, cfg: AutoencoderTrainSection, generator: torch.Generator) -> tuple[torch.Tensor, dict]:

@@ -92,6 +92,17 @@ class CuesSection:
 
 
 @dataclass
+class LossSection:
+    """The denoising loss: the release's plain v-prediction MSE (higen.md §4) unless reweighted here."""
+
+    # Per-position weights 1 + w * d / max d from the clean latents, d = distance from the row's background
+    # (higen.training.loss.contrast_weights), normalised to mean 1 per frame. For small objects on plain
+    # backgrounds (the procedural world) the object is a few percent of the loss and its colour and shape are
+    # learnt last; w > 0 moves the loss towards it. 0: the release's loss.
+    foreground_weight: float = 0.0
+
+
+@dataclass
 class ParamGroupRule:
     """Parameters whose name matches ``pattern`` (``re.search``; ``@spatial`` = the pretrained image
     weights, i.e. everything but the temporal layers and HiGen's cue/prior embeddings). First match wins."""
@@ -190,6 +201,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     cues: CuesSection = field(default_factory=CuesSection)
+    loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
     ema: EMASection = field(default_factory=EMASection)
@@ -252,6 +264,8 @@ def _validate(cfg: TrainConfig) -> None:
             raise ValueError(f"config: {key} is a probability in [0, 1]; got {value}")
     if cfg.cues.appearance_scale is not None and cfg.cues.appearance_scale <= 0:
         raise ValueError(f"config: cues.appearance_scale must be positive; got {cfg.cues.appearance_scale}")
+    if cfg.loss.foreground_weight < 0:
+        raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.cues.offset_noise < 0:
         raise ValueError(f"config: cues.offset_noise must not be negative; got {cfg.cues.offset_noise}")
     if cfg.optim.grad_clip < 0:

@@ -150,7 +150,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     lr_schedule = make_lr_schedule(optimizer, cfg.optim, t_cfg.max_steps)
     scaler = torch.amp.GradScaler("cuda") if t_cfg.precision == "fp16" else None
     ema = EMA(trainable, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
-    loss_fn = VPredictionLoss(components.schedule)
+    loss_fn = VPredictionLoss(components.schedule, cfg.loss.foreground_weight)
     conditioner = Conditioner(
         components.text_encoder, components.autoencoder, components.embedder, seed=t_cfg.seed,
         caption_dropout=cfg.cues.caption_dropout, appearance_scale=resolve_appearance_scale(cfg.cues), device=device,

@@ -33,9 +33,11 @@ class WorldDataset:
     """``length`` world clips; item ``i`` is ``{"video": uint8 f h w 3, "caption": str, "spec": dict, "index": i}``.
 
     Map-style (``len`` and integer indexing), so it works with ``torch.utils.data.DataLoader`` directly.
+    ``start`` is the clip time of the first frame (``higen.world.render.render``).
     """
 
-    def __init__(self, length: int, frames: int = 16, height: int = 64, width: int = 64, seed: int = 0, split: str = "train"):
+    def __init__(self, length: int, frames: int = 16, height: int = 64, width: int = 64, seed: int = 0, split: str = "train",
+                 start: float = 0.0):
         if length < 1:
             raise ValueError(f"length must be at least 1, got {length}")
         if frames < 1 or height < 8 or width < 8:
@@ -43,7 +45,7 @@ class WorldDataset:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         self.length, self.frames, self.height, self.width = int(length), int(frames), int(height), int(width)
-        self.seed, self.split = int(seed), split
+        self.seed, self.split, self.start = int(seed), split, float(start)
 
     def __len__(self) -> int:
         return self.length
@@ -55,7 +57,7 @@ class WorldDataset:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a world dataset of {self.length} clips")
         spec, caption = world_clip(self.seed, index, self.split)
-        video = render(spec, self.frames, self.height, self.width)
+        video = render(spec, self.frames, self.height, self.width, start=self.start)
         return {"video": video, "caption": caption, "spec": spec.to_dict(), "index": index}
 
 

@@ -111,11 +111,17 @@ def to_pixels(point_sides: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.array([width / 2, height / 2]) + np.asarray(point_sides) * min(height, width)
 
 
-def render(spec: ClipSpec, frames: int, height: int, width: int, supersample: int = 4) -> np.ndarray:
-    """Draw a clip: uint8 ``f h w 3``. Frame ``i`` shows clip time ``i / frames`` (see ``higen.world.spec``)."""
+def render(spec: ClipSpec, frames: int, height: int, width: int, supersample: int = 4, start: float = 0.0) -> np.ndarray:
+    """Draw a clip: uint8 ``f h w 3``. Frame ``i`` shows clip time ``start + i / frames`` (see ``higen.world.spec``).
+
+    ``start`` > 0 draws a later part of the event, e.g. one frame at clip time 0.5: the middle frame of a
+    16-frame clip, which HiGen's temporal stage takes as its spatial prior.
+    """
     if frames < 1 or height < 1 or width < 1:
         raise ValueError(f"frames, height and width must be positive, got {frames}, {height}, {width}")
-    u = np.arange(frames) / frames
+    if not 0.0 <= start < 1.0:
+        raise ValueError(f"start is a clip time in [0, 1), got {start}")
+    u = start + np.arange(frames) / frames
     centres = to_pixels(spec.centre(u), height, width)
     extents = spec.extent(u) * min(height, width)
     colours = spec.rgb(u).astype(np.float32)
