@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HIGEN=${HIGEN:-.venv/bin/higen}
 CONFIG=configs/bundled/higen.yaml
+SHIPPED_STEP=4000   # the HiGen run (configured for 4,500 steps) was stopped after this checkpoint for time
 ABLATION_STEPS=${ABLATION_STEPS:-3500}
 STAGE=${STAGE:-autoencoder}
 stages=(autoencoder cache higen ablation install)
@@ -36,17 +37,19 @@ if [ "$run_from" -le 2 ]; then
   OMP_NUM_THREADS=2 "$HIGEN" train --config "$CONFIG" > runs/bundled_higen.log 2>&1
 fi
 if [ "$run_from" -le 3 ]; then
-  # The same config without HiGen's decoupling and with the same learning-rate schedule (7,000 steps), stopped at
-  # ABLATION_STEPS and compared with HiGen's checkpoint of that step (docs/bundled_model.md, "The decoupling, measured").
+  # The same config without HiGen's decoupling and with the same learning-rate schedule (decaying over the
+  # config's train.max_steps), stopped at ABLATION_STEPS and compared with HiGen's checkpoint of that step
+  # (docs/bundled_model.md, "The decoupling, measured").
+  decay_steps=$(.venv/bin/python -c "from higen.training.config import load_config; print(load_config('$CONFIG').train.max_steps)")
   OMP_NUM_THREADS=2 "$HIGEN" train --config "$CONFIG" cues.decoupled=false train.output_dir=runs/bundled_plain \
-      train.max_steps="$ABLATION_STEPS" optim.decay_steps=7000 > runs/bundled_plain.log 2>&1
+      train.max_steps="$ABLATION_STEPS" optim.decay_steps="$decay_steps" > runs/bundled_plain.log 2>&1
   "$HIGEN" train-export runs/bundled_plain/checkpoints/step_$(printf %07d "$ABLATION_STEPS") runs/eval/plain_"$ABLATION_STEPS"
   "$HIGEN" train-export runs/bundled_higen/checkpoints/step_$(printf %07d "$ABLATION_STEPS") runs/eval/higen_"$ABLATION_STEPS"
 fi
 if [ "$run_from" -le 4 ]; then
-  # The shipped weights: the step-4000 checkpoint's EMA (the run was stopped there for time; the learning rate
-  # was already 3 % of its peak), with the generation defaults of the config's `generation` section.
-  "$HIGEN" train-export runs/bundled_higen/checkpoints/step_0004000 runs/bundled_higen/model_4000
-  .venv/bin/python -m higen.bundled install runs/bundled_higen/model_4000 motion=21.0 appearance=0.03 sampler=dpm++ \
-      spatial_steps=25 temporal_steps=25 spatial_guidance=4.0 temporal_guidance=4.0
+  # The shipped weights: the EMA of checkpoint SHIPPED_STEP (the learning rate was already 3 % of its peak there);
+  # the exported folder carries the generation defaults of the config the run was trained with.
+  model=runs/bundled_higen/model_$SHIPPED_STEP
+  "$HIGEN" train-export runs/bundled_higen/checkpoints/step_$(printf %07d "$SHIPPED_STEP") "$model"
+  .venv/bin/python -m higen.bundled install "$model"
 fi
