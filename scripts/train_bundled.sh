@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 HIGEN=${HIGEN:-.venv/bin/higen}
 CONFIG=configs/bundled/higen.yaml
 SHIPPED_STEP=4000   # the HiGen run (configured for 4,500 steps) was stopped after this checkpoint for time
-ABLATION_STEPS=${ABLATION_STEPS:-3500}
+ABLATION_STEPS=${ABLATION_STEPS:-$SHIPPED_STEP}   # the plain twin is compared with HiGen at this step
 STAGE=${STAGE:-autoencoder}
 stages=(autoencoder cache higen ablation install)
 run_from=0

@@ -3,6 +3,8 @@ groups, gradient accumulation, export, the CLI and its errors. Tiny random model
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import sys
@@ -438,6 +440,24 @@ def test_train_export_writes_any_checkpoint_as_a_model_folder(tmp_path, capsys):
     code, err = _cli(["train-export", str(tmp_path / "clips"), str(tmp_path / "x")], capsys)
     assert code == 2 and "neither a complete checkpoint nor a run folder" in err
     assert not (tmp_path / "x").exists()
+    # generation.KEY=VALUE replaces single generation defaults; the rest stay the checkpoint config's.
+    code, err = _cli(["train-export", str(run_dir), str(tmp_path / "m"), "generation.motion=30", "generation.sampler=dpm++"], capsys)
+    assert code == 0, err
+    changed = HiGenPipeline.from_pretrained(tmp_path / "m").defaults
+    assert (changed.motion, changed.sampler) == (30.0, "dpm++")
+    assert dataclasses.replace(changed, motion=raw3.defaults.motion, sampler=raw3.defaults.sampler) == raw3.defaults
+    for bad, words in [("train.max_steps=9", "only generation settings"), ("generation.motoin=3", "unknown generation settings: motoin"),
+                       ("generation.spatial_steps=2.5", "generation.spatial_steps must be an integer")]:
+        code, err = _cli(["train-export", str(run_dir), str(tmp_path / "x"), bad], capsys)
+        assert code == 2 and words in err, (bad, err)
+        assert not (tmp_path / "x").exists()
+
+
+def test_dotted_overrides_reach_one_generation_setting(tmp_path):
+    cfg = tiny_config(tmp_path / "run", "generation={motion: 42.0, sampler: dpm++}", "generation.motion=7", "generation.appearance=0.5")
+    assert cfg.generation == {"motion": 7.0, "sampler": "dpm++", "appearance": 0.5}
+    with pytest.raises(ValueError, match="generation.motion is one value and has no sub-keys"):
+        tiny_config(tmp_path / "run", "generation.motion.x=1")
 
 
 @pytest.mark.parametrize(

@@ -46,11 +46,16 @@ def add_parser(sub) -> None:
     e = sub.add_parser(
         "train-export",
         help="write a training checkpoint as a model folder",
-        description="Write the model folder of a training checkpoint (EMA weights unless --no-ema), for higen generate / evaluate.",
+        description=(
+            "Write the model folder of a training checkpoint (EMA weights unless --no-ema), for higen generate / evaluate; "
+            "generation.KEY=VALUE items replace the generation defaults (pipeline.json) the checkpoint's config gives."
+        ),
     )
     e.add_argument("checkpoint", type=Path, help="a checkpoints/step_* folder, or a run's output folder (its latest checkpoint)")
     e.add_argument("out", type=Path, help="model folder to write (replaced if it exists)")
     e.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA ones")
+    e.add_argument("overrides", nargs="*", metavar="generation.KEY=VALUE",
+                   help="generation defaults to write instead of the checkpoint config's, e.g. generation.motion=30")
     e.set_defaults(run=run_export)
 
 
@@ -86,6 +91,6 @@ def run_cache(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from higen.training.export import export_checkpoint
 
-    out = export_checkpoint(args.checkpoint, args.out, use_ema=not args.no_ema)
+    out = export_checkpoint(args.checkpoint, args.out, use_ema=not args.no_ema, overrides=args.overrides)
     print(f"model folder written: {out}")
     return 0

@@ -345,7 +345,8 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
 
 
 def apply_override(cfg: TrainConfig, item: str) -> None:
-    """``section.key=value`` (list items by index: ``optim.param_groups.0.lr_scale=2``)."""
+    """``section.key=value`` (list items by index: ``optim.param_groups.0.lr_scale=2``; one entry of a
+    mapping such as ``generation.motion=30``, kept beside the mapping's other entries)."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -363,6 +364,12 @@ def apply_override(cfg: TrainConfig, item: str) -> None:
                 setattr(obj, part, _coerce(_parse_scalar(raw, hints[part]), hints[part], here))
             else:
                 obj = getattr(obj, part)
+        elif isinstance(obj, dict):
+            if not last:
+                raise ValueError(f"config: {here}: {here} is one value and has no sub-keys")
+            hint = _mapping_entry_hints(parts[0]).get(part)
+            value = _parse_scalar(raw, hint if hint is not None else Any)
+            obj[part] = _coerce(value, hint, here) if hint is not None else value  # unknown keys: validate() names them
         elif isinstance(obj, list):
             if not part.isdigit() or int(part) >= len(obj):
                 raise ValueError(f"config: {here}: {part!r} is not an index of a list of {len(obj)} items")
@@ -371,6 +378,15 @@ def apply_override(cfg: TrainConfig, item: str) -> None:
             obj = obj[int(part)]
         else:
             raise ValueError(f"config: {here}: {'.'.join(parts[:depth])} has no sub-keys")
+
+
+def _mapping_entry_hints(section: str) -> dict[str, Any]:
+    """The types of a mapping section's entries: ``generation`` holds GenerationDefaults fields."""
+    if section == "generation":
+        from higen.pipeline.pipeline import GenerationDefaults
+
+        return _hints(GenerationDefaults)
+    return {}
 
 
 def _parse_scalar(raw: str, hint: Any) -> Any:
