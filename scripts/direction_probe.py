@@ -42,8 +42,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="sampling steps per stage (default: the model's)")
     p.add_argument("--prior", choices=("model", "ground-truth"), default="model")
     args = p.parse_args()
+    if args.n < 1:
+        p.error("--n must be at least 1")
 
-    pipe = HiGenPipeline.from_pretrained(args.model) if args.model else HiGenPipeline.from_pretrained()
+    pipe = HiGenPipeline.from_pretrained(args.model)  # None: the bundled model
     d = pipe.defaults
     tally: collections.Counter = collections.Counter()
     index = 0

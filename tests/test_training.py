@@ -4,7 +4,6 @@ groups, gradient accumulation, export, the CLI and its errors. Tiny random model
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import sys
