@@ -11,7 +11,7 @@ from einops import reduce
 
 from higen.cli.main import main
 from higen.io.video import read_video
-from higen.world.captions import make_caption, parse_prompt, spec_attributes
+from higen.world.captions import make_caption, parse_prompt, replace_attribute, spec_attributes
 from higen.world.colour import delta_e, srgb_to_lab
 from higen.world.dataset import WorldDataset, export, world_clip
 from higen.world.render import render, unit_area
@@ -192,6 +192,23 @@ def test_captions_are_deterministic_and_varied_in_structure():
 def test_parse_prompt_reads_paraphrases(text, expected):
     parsed = parse_prompt(text)
     assert {k: v for k, v in parsed.items() if v is not None} == expected
+
+
+def test_replace_attribute_swaps_only_the_object_word():
+    caption = "on a navy blue backdrop, a crimson ball slides left and turns blue"
+    assert replace_attribute(caption, "shape", "star") == "on a navy blue backdrop, a crimson star slides left and turns blue"
+    # the background's and the end colour's "blue" are not the object's colour
+    assert replace_attribute(caption, "colour", "green") == "on a navy blue backdrop, a green ball slides left and turns blue"
+    assert replace_attribute("a blue plus sign moves up", "shape", "circle") == "a blue circle moves up"
+    assert replace_attribute("something moves up", "shape", "circle") is None  # no shape named
+    with pytest.raises(ValueError, match="direction"):
+        replace_attribute(caption, "direction", "up")
+    with pytest.raises(ValueError, match="hexagon"):
+        replace_attribute(caption, "shape", "hexagon")
+    for i in range(50):
+        spec, caption = world_clip(0, i)
+        swapped = replace_attribute(caption, "shape", "circle" if spec.shape != "circle" else "star")
+        assert swapped is not None and parse_prompt(swapped)["shape"] != spec.shape
 
 
 def test_parse_prompt_unknown_and_contradictory_are_none():

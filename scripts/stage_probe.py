@@ -1,0 +1,116 @@
+"""Where does a model lose a prompt's colour and shape? (docs/bundled_model.md, "Why shape is at chance")
+
+Two probes of the spatial stage (stage 1: text -> one frame), on world clips of the train and held-out splits.
+
+``priors``: generates the spatial prior alone (no temporal stage) for ``--n`` prompts per split and judges its
+colour and shape. Train prompts are combinations the model was trained on, so a shape that is wrong there
+is not learned at all rather than not generalised.
+
+``words``: how much the model's denoising loss depends on each caption word. For ``--n`` clips it renders
+the middle frame, noises its latent at several noise levels and compares the (foreground-weighted, as in
+training) v-prediction loss with the true caption, the caption with its shape word swapped for another
+shape, with its colour word swapped, and the empty caption. A model that reads a word from the text pays
+for the swap; a ratio near 1 means the word is ignored at that noise level.
+
+    python scripts/stage_probe.py priors --n 48
+    python scripts/stage_probe.py words --n 96 --model runs/my_model/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from higen import HiGenPipeline
+from higen.training.loss import VPredictionLoss
+from higen.world.captions import replace_attribute
+from higen.world.dataset import world_clip
+from higen.world.judge import measure
+from higen.world.render import render
+from higen.world.spec import COLOURS, SHAPES
+
+SPLITS = ("heldout", "train")
+NOISE_LEVELS = (100, 300, 500, 700, 900)
+
+
+def other(names: Sequence[str], value: str, offset: int) -> str:
+    """A name other than ``value``, cycling through the rest with ``offset``."""
+    rest = [name for name in names if name != value]
+    return rest[offset % len(rest)]
+
+
+def probe_priors(pipe: HiGenPipeline, n: int, guidance: float | None, batch: int) -> None:
+    for split in SPLITS:
+        clips = [world_clip(0, i, split) for i in range(n)]
+        hits, shapes = collections.Counter(), collections.Counter()
+        for start in range(0, n, batch):
+            chunk = clips[start:start + batch]
+            with torch.inference_mode():
+                out = pipe([prompt for _, prompt in chunk], frames=2, temporal_steps=1, spatial_guidance=guidance, seed=start)
+            for keyframe, (spec, _) in zip(out.keyframe, chunk):
+                m = measure(np.repeat(keyframe[None], 4, axis=0))  # the judge reads clips: a still one
+                hits["colour"] += m.colour == spec.colour
+                hits["shape"] += m.shape == spec.shape
+                shapes[m.shape] += 1
+        print(f"{split}: colour {hits['colour']}/{n}, shape {hits['shape']}/{n}; shapes drawn: {dict(shapes)}", flush=True)
+
+
+def probe_words(pipe: HiGenPipeline, n: int, split: str) -> None:
+    d, unet = pipe.defaults, pipe.unet.eval()
+    captions: dict[str, list[str]] = {"true": [], "shape swapped": [], "colour swapped": [], "empty": []}
+    frames = []
+    for i in range(4 * n):
+        if len(frames) == n:
+            break
+        spec, caption = world_clip(0, i, split)
+        shape = replace_attribute(caption, "shape", other(SHAPES, spec.shape, i))
+        colour = replace_attribute(caption, "colour", other(list(COLOURS), spec.colour, i))
+        if shape is None or colour is None:
+            continue
+        for key, text in zip(captions, (caption, shape, colour, "")):
+            captions[key].append(text)
+        clip = render(spec, d.frames, d.height, d.width)
+        frames.append(clip[len(clip) // 2])
+    b = len(frames)
+    print(f"{b} {split} clips, e.g. {captions['true'][0]!r} -> {captions['shape swapped'][0]!r} / {captions['colour swapped'][0]!r}")
+    pixels = torch.from_numpy(np.stack(frames)).float().div(127.5).sub(1).permute(0, 3, 1, 2)[:, :, None]
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        x0 = pipe.autoencoder.encode(pixels.to(pipe.device, pipe.dtype)).float()
+        texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        loss = VPredictionLoss(pipe.schedule, foreground_weight=8.0)
+        cues = dict(spatial_prior=x0.new_zeros(b, x0.shape[1], *x0.shape[-2:]), motion=x0.new_zeros(b),
+                    appearance=x0.new_ones(b, 1, unet.config.appearance_width))
+        print("noise level  " + "  ".join(f"{key:>15s}" for key in captions) + "   (loss; swaps as a ratio to the true caption's)")
+        for t in NOISE_LEVELS:
+            timesteps = torch.full((b,), t, device=x0.device)
+            values = {key: float(loss(unet, x0, timesteps, noise, text=text, **cues).mean()) for key, text in texts.items()}
+            cells = [f"{values['true']:15.4f}"] + [f"{values[key]:8.4f} x{values[key] / values['true']:5.2f}" for key in list(captions)[1:]]
+            print(f"{t:11d}  " + "  ".join(cells), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("probe", choices=("priors", "words"))
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--n", type=int, default=48, help="prompts per split (priors) or clips (words)")
+    p.add_argument("--split", default="train", choices=SPLITS, help="words: the clips' split")
+    p.add_argument("--guidance", type=float, help="priors: spatial guidance (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    args = p.parse_args()
+    if args.n < 1 or args.batch_size < 1:
+        p.error("--n and --batch-size must be at least 1")
+    pipe = HiGenPipeline.from_pretrained(args.model)  # None: the bundled model
+    if args.probe == "priors":
+        probe_priors(pipe, args.n, args.guidance, args.batch_size)
+    else:
+        probe_words(pipe, args.n, args.split)
+
+
+if __name__ == "__main__":
+    main()
