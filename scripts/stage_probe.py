@@ -1,6 +1,7 @@
-"""Where does a model lose a prompt's colour and shape? (docs/bundled_model.md, "Why shape is at chance")
+"""Where does a model lose a prompt's colour, shape and direction? (docs/bundled_model.md, "Why shape is at chance")
 
-Two probes of the spatial stage (stage 1: text -> one frame), on world clips of the train and held-out splits.
+Two probes of the spatial stage (stage 1: text -> one frame) and one of the temporal stage, on world clips of
+the train and held-out splits.
 
 ``priors``: generates the spatial prior alone (no temporal stage) for ``--n`` prompts per split and judges its
 colour and shape. Train prompts are combinations the model was trained on, so a shape that is wrong there
@@ -12,7 +13,14 @@ training) v-prediction loss with the true caption, the caption with its shape wo
 shape, with its colour word swapped, and the empty caption. A model that reads a word from the text pays
 for the swap; a ratio near 1 means the word is ignored at that noise level.
 
+``directions``: the temporal stage's version of ``words``. For ``--n`` moving clips it noises the whole
+clip's latents and compares the loss with the true caption, with the direction word swapped for the
+opposite one, and with the empty caption, the clip's own middle frame given as the spatial prior and its
+measured motion and appearance cues given as in training. A ratio near 1 for the swap means the temporal
+stage does not read the direction word.
+
     python scripts/stage_probe.py priors --n 48
+    python scripts/stage_probe.py directions --n 32
     python scripts/stage_probe.py words --n 96 --model runs/my_model/model
 """
 
@@ -26,6 +34,9 @@ import numpy as np
 import torch
 
 from higen import HiGenPipeline
+from higen.cues import motion_from_latents
+from higen.encoders.histogram import HistogramEmbedder
+from higen.training.conditioning import DEFAULT_APPEARANCE_SCALE, appearance_cue
 from higen.training.loss import VPredictionLoss
 from higen.world.captions import replace_attribute
 from higen.world.dataset import world_clip
@@ -35,6 +46,7 @@ from higen.world.spec import COLOURS, SHAPES
 
 SPLITS = ("heldout", "train")
 NOISE_LEVELS = (100, 300, 500, 700, 900)
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 def other(names: Sequence[str], value: str, offset: int) -> str:
@@ -82,24 +94,60 @@ def probe_words(pipe: HiGenPipeline, n: int, split: str) -> None:
     with torch.inference_mode():
         x0 = pipe.autoencoder.encode(pixels.to(pipe.device, pipe.dtype)).float()
         texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        loss = VPredictionLoss(pipe.schedule, foreground_weight=8.0)
         cues = dict(spatial_prior=x0.new_zeros(b, x0.shape[1], *x0.shape[-2:]), motion=x0.new_zeros(b),
                     appearance=x0.new_ones(b, 1, unet.config.appearance_width))
-        print("noise level  " + "  ".join(f"{key:>15s}" for key in captions) + "   (loss; swaps as a ratio to the true caption's)")
-        for t in NOISE_LEVELS:
-            timesteps = torch.full((b,), t, device=x0.device)
-            values = {key: float(loss(unet, x0, timesteps, noise, text=text, **cues).mean()) for key, text in texts.items()}
-            cells = [f"{values['true']:15.4f}"] + [f"{values[key]:8.4f} x{values[key] / values['true']:5.2f}" for key in list(captions)[1:]]
-            print(f"{t:11d}  " + "  ".join(cells), flush=True)
+        loss_table(pipe, x0, texts, cues, generator)
+
+
+def loss_table(pipe: HiGenPipeline, x0: torch.Tensor, texts: dict[str, torch.Tensor], cues: dict, generator: torch.Generator) -> None:
+    """Print the foreground-weighted v-loss of ``x0`` under each caption (the first is the reference) at
+    each of ``NOISE_LEVELS``, with the same noise for all."""
+    b, keys = x0.shape[0], list(texts)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    loss = VPredictionLoss(pipe.schedule, foreground_weight=8.0)
+    print("noise level  " + "  ".join(f"{key:>15s}" for key in keys) + f"   (loss; swaps as a ratio to the {keys[0]} caption's)")
+    for t in NOISE_LEVELS:
+        timesteps = torch.full((b,), t, device=x0.device)
+        values = {key: float(loss(pipe.unet, x0, timesteps, noise, text=text, **cues).mean()) for key, text in texts.items()}
+        cells = [f"{values[keys[0]]:15.4f}"] + [f"{values[key]:8.4f} x{values[key] / values[keys[0]]:5.2f}" for key in keys[1:]]
+        print(f"{t:11d}  " + "  ".join(cells), flush=True)
+
+
+def probe_directions(pipe: HiGenPipeline, n: int, split: str) -> None:
+    d = pipe.defaults
+    pipe.unet.eval()
+    captions: dict[str, list[str]] = {"true": [], "direction swapped": [], "empty": []}
+    clips = []
+    for i in range(20 * n):
+        if len(clips) == n:
+            break
+        spec, caption = world_clip(0, i, split)
+        if spec.direction == "still":
+            continue
+        turned = replace_attribute(caption, "direction", OPPOSITE[spec.direction])
+        if turned is None:
+            continue
+        for key, text in zip(captions, (caption, turned, "")):
+            captions[key].append(text)
+        clips.append(render(spec, d.frames, d.height, d.width))
+    b = len(clips)
+    print(f"{b} moving {split} clips, e.g. {captions['true'][0]!r} -> {captions['direction swapped'][0]!r}")
+    pixels = torch.from_numpy(np.stack(clips)).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)  # b 3 f H W
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        x0 = pipe.autoencoder.encode(pixels.to(pipe.device, pipe.dtype)).float()
+        texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
+        appearance = appearance_cue(HistogramEmbedder().embed(pixels), DEFAULT_APPEARANCE_SCALE["histogram"])
+        cues = dict(spatial_prior=x0[:, :, x0.shape[2] // 2], motion=motion_from_latents(x0), appearance=appearance.to(x0.device))
+        loss_table(pipe, x0, texts, cues, generator)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("probe", choices=("priors", "words"))
+    p.add_argument("probe", choices=("priors", "words", "directions"))
     p.add_argument("--model", help="model folder (default: the bundled model)")
-    p.add_argument("--n", type=int, default=48, help="prompts per split (priors) or clips (words)")
-    p.add_argument("--split", default="train", choices=SPLITS, help="words: the clips' split")
+    p.add_argument("--n", type=int, default=48, help="prompts per split (priors) or clips (words, directions)")
+    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions: the clips' split")
     p.add_argument("--guidance", type=float, help="priors: spatial guidance (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args()
@@ -108,8 +156,10 @@ def main() -> None:
     pipe = HiGenPipeline.from_pretrained(args.model)  # None: the bundled model
     if args.probe == "priors":
         probe_priors(pipe, args.n, args.guidance, args.batch_size)
-    else:
+    elif args.probe == "words":
         probe_words(pipe, args.n, args.split)
+    else:
+        probe_directions(pipe, args.n, args.split)
 
 
 if __name__ == "__main__":

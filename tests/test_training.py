@@ -359,6 +359,23 @@ def test_vgen_init_starts_from_the_released_layout(tmp_path):
     assert 0 < change < 1.5e-4
 
 
+def test_folder_init_trains_fp32_weights_from_an_fp16_folder(tmp_path):
+    """The bundled model is stored in fp16; fine-tuning it must keep fp32 master weights (AdamW updates of
+    ~lr would round away in fp16, and fp16 kernels crawl on a CPU)."""
+    from safetensors.torch import save_file
+
+    from higen.testing import save_tiny_model
+    from higen.training.components import build_unet
+
+    model = save_tiny_model(tmp_path / "tiny")
+    weights = model / "unet" / "model.safetensors"
+    half = {k: v.half() for k, v in load_file(str(weights)).items()}
+    save_file(half, str(weights))
+    unet = build_unet(tiny_config(tmp_path / "run", "model.init=folder", f"model.path={model}"))
+    assert {p.dtype for p in unet.parameters()} == {torch.float32}
+    assert all(torch.equal(unet.state_dict()[k], v.float()) for k, v in half.items())
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 

@@ -201,14 +201,22 @@ def test_replace_attribute_swaps_only_the_object_word():
     assert replace_attribute(caption, "colour", "green") == "on a navy blue backdrop, a green ball slides left and turns blue"
     assert replace_attribute("a blue plus sign moves up", "shape", "circle") == "a blue circle moves up"
     assert replace_attribute("something moves up", "shape", "circle") is None  # no shape named
-    with pytest.raises(ValueError, match="direction"):
-        replace_attribute(caption, "direction", "up")
+    assert replace_attribute(caption, "direction", "up") == "on a navy blue backdrop, a crimson ball slides up and turns blue"
+    assert replace_attribute("a red star drifting toward the top", "direction", "down") == "a red star drifting down"
+    assert replace_attribute("a red star standing still", "direction", "up") is None  # nothing to swap
+    with pytest.raises(ValueError, match="speed"):
+        replace_attribute(caption, "speed", "fast")
+    with pytest.raises(ValueError, match="sideways"):
+        replace_attribute(caption, "direction", "sideways")
     with pytest.raises(ValueError, match="hexagon"):
         replace_attribute(caption, "shape", "hexagon")
     for i in range(50):
         spec, caption = world_clip(0, i)
         swapped = replace_attribute(caption, "shape", "circle" if spec.shape != "circle" else "star")
         assert swapped is not None and parse_prompt(swapped)["shape"] != spec.shape
+        if spec.direction != "still":
+            turned = replace_attribute(caption, "direction", "left" if spec.direction != "left" else "right")
+            assert turned is not None and parse_prompt(turned)["direction"] not in (spec.direction, None)
 
 
 def test_parse_prompt_unknown_and_contradictory_are_none():

@@ -262,13 +262,14 @@ def spec_attributes(spec: ClipSpec) -> dict[str, str | None]:
     )
 
 
-_WORDS_OF = {"colour": COLOUR_WORDS, "shape": SHAPE_WORDS}
+_WORDS_OF = {"colour": COLOUR_WORDS, "shape": SHAPE_WORDS, "direction": DIRECTION_WORDS}
 
 
 def replace_attribute(caption: str, attribute: str, value: str) -> str | None:
-    """``caption`` with the word naming its ``attribute`` ("colour" or "shape") replaced by ``value``'s plain
-    name, everything else kept; None when no single word swap does exactly that (checked with
-    :func:`parse_prompt`, so a background's or an end colour's word is never the one swapped).
+    """``caption`` with the words naming its ``attribute`` ("colour", "shape" or "direction") replaced by
+    ``value``'s plain name, everything else kept; None when no single swap does exactly that (checked with
+    :func:`parse_prompt`, so a background's or an end colour's word is never the one swapped; a still
+    object has no direction word to swap).
 
     Used to ask whether a model reads a word: "a red ball ..." vs "a red star ..." (scripts/stage_probe.py).
     """
@@ -278,7 +279,7 @@ def replace_attribute(caption: str, attribute: str, value: str) -> str | None:
     if value not in words:
         raise ValueError(f"unknown {attribute} {value!r}; choose one of: {', '.join(words)}")
     before = parse_prompt(caption)
-    if before[attribute] is None:
+    if before[attribute] not in words:  # not named, or "still"
         return None
     for word in sorted(words[before[attribute]], key=len, reverse=True):
         for m in re.finditer(rf"\b{re.escape(word)}\b", caption):
