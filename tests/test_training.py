@@ -102,6 +102,25 @@ def test_noise_and_timesteps_follow_their_keys():
     assert abs(t.float().mean().item() - 499.5) < 4 * 288.7 / math.sqrt(5000)
 
 
+def test_timestep_range_draws_only_inside_it(tmp_path, monkeypatch):
+    t = draw_timesteps(sample_generators(0, 0, list(range(2000)), "timestep"), 1000, 600)
+    assert t.min() >= 600 and t.max() <= 999 and abs(t.float().mean().item() - 799.5) < 4 * 115.5 / math.sqrt(2000)
+    with pytest.raises(ValueError, match="low < high"):
+        draw_timesteps(sample_generators(0, 0, [0], "timestep"), 1000, 1000)
+    for bad in ("loss.timesteps=[500,500]", "loss.timesteps=[-1,10]"):
+        with pytest.raises(ValueError, match="loss.timesteps"):
+            tiny_config(tmp_path / "run", bad)
+    # The trainer draws from the configured range, and refuses one past the schedule.
+    import higen.training.trainer as trainer_module
+
+    drawn = []
+    monkeypatch.setattr(trainer_module, "draw_timesteps", lambda *a: drawn.append(draw_timesteps(*a)) or drawn[-1])
+    run(tmp_path / "run", "train.max_steps=3", "loss.timesteps=[990,1000]", "checkpoint.export_model=false")
+    assert len(drawn) == 3 and all(990 <= int(x) <= 999 for t in drawn for x in t)
+    with pytest.raises(ValueError, match="past the schedule"):
+        run(tmp_path / "run2", "train.max_steps=1", "loss.timesteps=[0,1001]")
+
+
 def test_per_sample_randomness_is_independent_of_the_batch():
     alone = sample_generators(5, 9, [42], "noise")[0]
     batched = sample_generators(5, 9, [3, 42, 8], "noise")[1]

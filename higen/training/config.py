@@ -100,6 +100,10 @@ class LossSection:
     # backgrounds (the procedural world) the object is a few percent of the loss and its colour and shape are
     # learnt last; w > 0 moves the loss towards it. 0: the release's loss.
     foreground_weight: float = 0.0
+    # Training timesteps are drawn uniformly from [low, high) (the release: all of [0, 1000)). A narrower
+    # range trains one end of the schedule only, e.g. (500, 1000): the noisy steps where a video's layout and
+    # motion are decided (docs/bundled_model.md, "Why direction is at chance"); the other steps then drift.
+    timesteps: tuple[int, int] = (0, 1000)
 
 
 @dataclass
@@ -264,6 +268,9 @@ def _validate(cfg: TrainConfig) -> None:
             raise ValueError(f"config: {key} is a probability in [0, 1]; got {value}")
     if cfg.cues.appearance_scale is not None and cfg.cues.appearance_scale <= 0:
         raise ValueError(f"config: cues.appearance_scale must be positive; got {cfg.cues.appearance_scale}")
+    low, high = cfg.loss.timesteps
+    if not 0 <= low < high:
+        raise ValueError(f"config: loss.timesteps must be [low, high) with 0 <= low < high; got {list(cfg.loss.timesteps)}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.cues.offset_noise < 0:

@@ -33,9 +33,11 @@ def contrast_weights(x: torch.Tensor, strength: float) -> torch.Tensor:
     return weight / weight.mean(dim=(2, 3), keepdim=True)
 
 
-def draw_timesteps(generators: list[torch.Generator], num_timesteps: int) -> torch.Tensor:
-    """One ``t ~ U{0, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU)."""
-    return torch.stack([torch.randint(0, num_timesteps, (), generator=g) for g in generators])
+def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: int = 0) -> torch.Tensor:
+    """One ``t ~ U{low, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU)."""
+    if not 0 <= low < num_timesteps:
+        raise ValueError(f"timesteps: need 0 <= low < high; got low {low}, high {num_timesteps}")
+    return torch.stack([torch.randint(low, num_timesteps, (), generator=g) for g in generators])
 
 
 def draw_noise(generators: list[torch.Generator], shape: tuple[int, ...], strength: float) -> torch.Tensor:
