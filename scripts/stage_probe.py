@@ -19,8 +19,14 @@ opposite one, and with the empty caption, the clip's own middle frame given as t
 measured motion and appearance cues given as in training. A ratio near 1 for the swap means the temporal
 stage does not read the direction word.
 
+``cache``: is a world video cache (``higen train-cache ... --kind video data.source=world``) what training
+should see? For ``--n`` rows spread over it: the row's caption is the world's caption of its source index,
+its text features are the caption's, and its latents, decoded with the model's autoencoder, are judged to
+move the way the caption says and to have its colour.
+
     python scripts/stage_probe.py priors --n 48
     python scripts/stage_probe.py directions --n 32
+    python scripts/stage_probe.py cache --n 48 --cache runs/bundled_cache/videos
     python scripts/stage_probe.py words --n 96 --model runs/my_model/model
 """
 
@@ -28,17 +34,20 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
+from pathlib import Path
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from higen import HiGenPipeline
 from higen.cues import motion_from_latents
 from higen.encoders.histogram import HistogramEmbedder
 from higen.training.conditioning import DEFAULT_APPEARANCE_SCALE, appearance_cue
 from higen.training.loss import VPredictionLoss
-from higen.world.captions import replace_attribute
+from higen.world.captions import parse_prompt, replace_attribute
 from higen.world.dataset import world_clip
 from higen.world.judge import measure
 from higen.world.render import render
@@ -140,16 +149,50 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str) -> None:
         appearance = appearance_cue(HistogramEmbedder().embed(pixels), DEFAULT_APPEARANCE_SCALE["histogram"])
         cues = dict(spatial_prior=x0[:, :, x0.shape[2] // 2], motion=motion_from_latents(x0), appearance=appearance.to(x0.device))
         loss_table(pipe, x0, texts, cues, generator)
+        if pipe.unet.position_embed is not None:
+            # A direction needs the sign of (frame - middle frame); an embedding that is the same for frames
+            # i and F-1-i only tells how far a frame is from the prior.
+            pos = pipe.unet.position_embedding(1, d.frames, x0.device).float()
+            mirror = (pos - pos.flip(0)).norm(dim=-1) / pos.norm(dim=-1)
+            print("frame position: |e(i) - e(F-1-i)| / |e(i)|, i = 0.." + str(d.frames // 2 - 1) + ": "
+                  + " ".join(f"{v:.2f}" for v in mirror[: d.frames // 2].tolist()))
+
+
+def probe_cache(pipe: HiGenPipeline, n: int, folder: Path, split: str) -> None:
+    info = json.loads((folder / "cache.json").read_text())
+    if info.get("kind") != "video":
+        raise SystemExit(f"{folder}: the cache probe reads video caches; this one holds {info.get('kind')!r} rows")
+    tally: collections.Counter = collections.Counter()
+    rows = np.linspace(0, info["count"] - 1, n).round().astype(int)
+    for row in rows.tolist():
+        shard, offset = divmod(row, info["shard_size"])
+        with safe_open(str(folder / info["shards"][shard]), framework="pt") as handle:
+            meta = handle.metadata()
+            caption, index = json.loads(meta["captions"])[offset], json.loads(meta["indices"])[offset]
+            latents, text = handle.get_slice("latents")[offset:offset + 1], handle.get_slice("text")[offset:offset + 1]
+        spec, world_caption = world_clip(info["seed"], index, split)
+        with torch.inference_mode():
+            features = pipe.encode_prompts([caption]).float().cpu()
+            measured = measure(pipe.decode(latents)[0])
+        tally["caption is the world's"] += caption == world_caption
+        tally["text features match"] += bool(torch.allclose(features, text.float(), atol=1e-4))
+        tally["caption's direction = clip's"] += parse_prompt(caption)["direction"] == spec.direction
+        tally["judged direction = caption's"] += measured.direction == parse_prompt(caption)["direction"]
+        tally["judged colour = caption's"] += measured.colour == parse_prompt(caption)["colour"]
+    print(f"{len(rows)} rows of {folder} ({info['count']}), {split} split:")
+    for key, value in tally.items():
+        print(f"  {key:30s} {value}/{len(rows)}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("probe", choices=("priors", "words", "directions"))
+    p.add_argument("probe", choices=("priors", "words", "directions", "cache"))
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--n", type=int, default=48, help="prompts per split (priors) or clips (words, directions)")
-    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions: the clips' split")
+    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions, cache: the clips' split")
     p.add_argument("--guidance", type=float, help="priors: spatial guidance (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cache", type=Path, default=Path("runs/bundled_cache/videos"), help="cache: the video cache folder")
     args = p.parse_args()
     if args.n < 1 or args.batch_size < 1:
         p.error("--n and --batch-size must be at least 1")
@@ -158,8 +201,10 @@ def main() -> None:
         probe_priors(pipe, args.n, args.guidance, args.batch_size)
     elif args.probe == "words":
         probe_words(pipe, args.n, args.split)
-    else:
+    elif args.probe == "directions":
         probe_directions(pipe, args.n, args.split)
+    else:
+        probe_cache(pipe, args.n, args.cache, args.split)
 
 
 if __name__ == "__main__":
