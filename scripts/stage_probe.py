@@ -19,6 +19,12 @@ opposite one, and with the empty caption, the clip's own middle frame given as t
 measured motion and appearance cues given as in training. A ratio near 1 for the swap means the temporal
 stage does not read the direction word.
 
+``context``: where a word is lost on the way into the UNet. For ``--n`` captions of moving clips it swaps the
+direction (for the opposite one), the colour and the shape word and reports how far each swap moves the
+text encoder's token states and the UNet's resampled text context (``text_resampler``, the release's
+``context_embedding``), relative to the true caption's. A word the encoder distinguishes but the context
+barely changes with is dropped by the resampler's learned queries.
+
 ``cache``: is a world video cache (``higen train-cache ... --kind video data.source=world``) what training
 should see? For ``--n`` rows spread over it: the row's caption is the world's caption of its source index,
 its text features are the caption's, and its latents, decoded with the model's autoencoder, are judged to
@@ -26,6 +32,7 @@ move the way the caption says and to have its colour.
 
     python scripts/stage_probe.py priors --n 48
     python scripts/stage_probe.py directions --n 32
+    python scripts/stage_probe.py context --n 64
     python scripts/stage_probe.py cache --n 48 --cache runs/bundled_cache/videos
     python scripts/stage_probe.py words --n 96 --model runs/my_model/model
 """
@@ -158,6 +165,35 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str) -> None:
                   + " ".join(f"{v:.2f}" for v in mirror[: d.frames // 2].tolist()))
 
 
+def probe_context(pipe: HiGenPipeline, n: int, split: str) -> None:
+    captions: dict[str, list[str]] = {"true": [], "direction": [], "colour": [], "shape": []}
+    for i in range(20 * n):
+        if len(captions["true"]) == n:
+            break
+        spec, caption = world_clip(0, i, split)
+        if spec.direction == "still":
+            continue
+        swaps = [replace_attribute(caption, "direction", OPPOSITE[spec.direction]),
+                 replace_attribute(caption, "colour", other(list(COLOURS), spec.colour, i)),
+                 replace_attribute(caption, "shape", other(SHAPES, spec.shape, i))]
+        if None in swaps:
+            continue
+        for key, text in zip(captions, (caption, *swaps)):
+            captions[key].append(text)
+    unet = pipe.unet.eval()
+    with torch.inference_mode():
+        states = {key: pipe.encode_prompts(texts).float() for key, texts in captions.items()}
+        context = {key: unet.text_resampler(value.to(unet.dtype)).float() for key, value in states.items()}
+
+    def moved(x: dict[str, torch.Tensor], key: str) -> float:
+        return float(((x["true"] - x[key]).norm(dim=(1, 2)) / x["true"].norm(dim=(1, 2))).mean())
+
+    print(f"{len(captions['true'])} moving {split} captions; |true - swapped| / |true|, mean over captions:")
+    print(f"{'word swapped':14s} {'text states':>12s} {'resampled':>10s}")
+    for key in list(captions)[1:]:
+        print(f"{key:14s} {moved(states, key):12.3f} {moved(context, key):10.3f}")
+
+
 def probe_cache(pipe: HiGenPipeline, n: int, folder: Path, split: str) -> None:
     info = json.loads((folder / "cache.json").read_text())
     if info.get("kind") != "video":
@@ -186,10 +222,10 @@ def probe_cache(pipe: HiGenPipeline, n: int, folder: Path, split: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("probe", choices=("priors", "words", "directions", "cache"))
+    p.add_argument("probe", choices=("priors", "words", "directions", "context", "cache"))
     p.add_argument("--model", help="model folder (default: the bundled model)")
-    p.add_argument("--n", type=int, default=48, help="prompts per split (priors) or clips (words, directions)")
-    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions, cache: the clips' split")
+    p.add_argument("--n", type=int, default=48, help="prompts per split (priors), clips (words, directions, cache) or captions (context)")
+    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions, context, cache: the clips' split")
     p.add_argument("--guidance", type=float, help="priors: spatial guidance (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cache", type=Path, default=Path("runs/bundled_cache/videos"), help="cache: the video cache folder")
@@ -203,6 +239,8 @@ def main() -> None:
         probe_words(pipe, args.n, args.split)
     elif args.probe == "directions":
         probe_directions(pipe, args.n, args.split)
+    elif args.probe == "context":
+        probe_context(pipe, args.n, args.split)
     else:
         probe_cache(pipe, args.n, args.cache, args.split)
 
