@@ -1,4 +1,4 @@
-"""Where does a model lose a prompt's colour, shape and direction? (docs/bundled_model.md, "Why shape is at chance")
+"""Where does a model lose a prompt's colour, shape and direction? (docs/bundled_model.md, "Why shape / direction is at chance")
 
 Two probes of the spatial stage (stage 1: text -> one frame) and one of the temporal stage, on world clips of
 the train and held-out splits.
