@@ -19,8 +19,7 @@ from higen import HiGenPipeline
 from higen.world.dataset import world_clip
 from higen.world.judge import measure
 from higen.world.render import render
-
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+from higen.world.spec import OPPOSITE_DIRECTION
 
 
 def outcome(asked: str, measured: str) -> str:
@@ -30,7 +29,7 @@ def outcome(asked: str, measured: str) -> str:
         return "along"
     if measured == "still":
         return "still"
-    return "opposite" if OPPOSITE[asked] == measured else "perpendicular"
+    return "opposite" if OPPOSITE_DIRECTION[asked] == measured else "perpendicular"
 
 
 def main() -> None:

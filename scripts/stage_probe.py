@@ -58,11 +58,10 @@ from higen.world.captions import parse_prompt, replace_attribute
 from higen.world.dataset import world_clip
 from higen.world.judge import measure
 from higen.world.render import render
-from higen.world.spec import COLOURS, SHAPES
+from higen.world.spec import COLOURS, OPPOSITE_DIRECTION, SHAPES
 
 SPLITS = ("heldout", "train")
 NOISE_LEVELS = (100, 300, 500, 700, 900)
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 def other(names: Sequence[str], value: str, offset: int) -> str:
@@ -140,7 +139,7 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str) -> None:
         spec, caption = world_clip(0, i, split)
         if spec.direction == "still":
             continue
-        turned = replace_attribute(caption, "direction", OPPOSITE[spec.direction])
+        turned = replace_attribute(caption, "direction", OPPOSITE_DIRECTION[spec.direction])
         if turned is None:
             continue
         for key, text in zip(captions, (caption, turned, "")):
@@ -173,7 +172,7 @@ def probe_context(pipe: HiGenPipeline, n: int, split: str) -> None:
         spec, caption = world_clip(0, i, split)
         if spec.direction == "still":
             continue
-        swaps = [replace_attribute(caption, "direction", OPPOSITE[spec.direction]),
+        swaps = [replace_attribute(caption, "direction", OPPOSITE_DIRECTION[spec.direction]),
                  replace_attribute(caption, "colour", other(list(COLOURS), spec.colour, i)),
                  replace_attribute(caption, "shape", other(SHAPES, spec.shape, i))]
         if None in swaps:
@@ -195,6 +194,8 @@ def probe_context(pipe: HiGenPipeline, n: int, split: str) -> None:
 
 
 def probe_cache(pipe: HiGenPipeline, n: int, folder: Path, split: str) -> None:
+    if not (folder / "cache.json").is_file():
+        raise SystemExit(f"{folder} is not a latent cache (no cache.json); build one with higen train-cache")
     info = json.loads((folder / "cache.json").read_text())
     if info.get("kind") != "video":
         raise SystemExit(f"{folder}: the cache probe reads video caches; this one holds {info.get('kind')!r} rows")

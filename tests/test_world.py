@@ -16,7 +16,7 @@ from higen.world.colour import delta_e, srgb_to_lab
 from higen.world.dataset import WorldDataset, export, world_clip
 from higen.world.render import render, unit_area
 from higen.world.spec import (
-    BACKGROUNDS, CHANGE_RAMP, CLIP_SECONDS, COLOURS, DIRECTIONS, EXCLUDED_BACKGROUNDS, GROWTH, HELD_OUT, SHAPES,
+    BACKGROUNDS, CHANGE_RAMP, CLIP_SECONDS, COLOURS, DIRECTIONS, EXCLUDED_BACKGROUNDS, GROWTH, HELD_OUT, OPPOSITE_DIRECTION, SHAPES,
     ClipSpec, is_held_out, sample_spec,
 )
 
@@ -35,6 +35,8 @@ def _object_mask(video: np.ndarray, background_rgb) -> np.ndarray:
 def test_vocabulary_sizes_and_palette_separation():
     assert len(SHAPES) >= 5 and len(COLOURS) >= 6 and len(BACKGROUNDS) >= 4
     assert set(DIRECTIONS) == {"left", "right", "up", "down", "still"}
+    assert set(OPPOSITE_DIRECTION) == set(DIRECTIONS) - {"still"}
+    assert all(OPPOSITE_DIRECTION[OPPOSITE_DIRECTION[d]] == d != OPPOSITE_DIRECTION[d] for d in OPPOSITE_DIRECTION)
     lab = {name: srgb_to_lab(rgb) for name, rgb in COLOURS.items()}
     # Named colours are far apart (tens of Delta E; 2.3 is just noticeable), so a blurred colour keeps its name.
     assert min(delta_e(lab[a], lab[b]) for a, b in itertools.combinations(COLOURS, 2)) > 40

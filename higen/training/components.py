@@ -90,7 +90,7 @@ def build_unet(cfg: TrainConfig, load_weights: bool = True) -> HiGenUNet:
     else:
         # fp32 master weights whatever the folder stores (the bundled model is fp16): AdamW on fp16 weights
         # loses small updates, and fp16 kernels on a CPU are several times slower. train.precision is autocast.
-        unet = HiGenUNet.from_pretrained(Path(m.path) / "unet", dtype=torch.float32).train()
+        unet = HiGenUNet.from_pretrained(Path(m.path) / "unet", dtype=torch.float32)
     if m.dropout is not None:
         set_dropout(unet, m.dropout)
     return unet
