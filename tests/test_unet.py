@@ -85,6 +85,31 @@ def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_norma
         unet_to_vgen_state_dict(model)
 
 
+def test_text_passthrough_appends_each_projected_token_to_the_resampled_context():
+    config = tiny_unet_config(text_passthrough=True)
+    torch.manual_seed(0)
+    model = randomize(HiGenUNet(config))
+    plain = randomize(HiGenUNet(tiny_unet_config()))
+    text = torch.randn(2, 5, config.text_dim)
+    with torch.no_grad():
+        context = model.text_resampler(text)
+        assert context.shape == (2, config.num_text_tokens + 5, config.context_dim)
+        resampler = model.text_resampler
+        torch.testing.assert_close(context[:, config.num_text_tokens :], resampler.passthrough(text))
+        # the learned queries are the release's resampler, unchanged
+        plain.text_resampler.load_state_dict({k: v for k, v in resampler.state_dict().items() if not k.startswith("passthrough")})
+        torch.testing.assert_close(context[:, : config.num_text_tokens], plain.text_resampler(text))
+        # one changed token moves its own passthrough row and no other
+        edited = text.clone()
+        edited[:, 2] += 1.0
+        moved = (model.text_resampler(edited) - context)[:, config.num_text_tokens :].abs().amax(dim=(0, 2))
+        assert moved[2] > 0 and torch.equal(moved[[0, 1, 3, 4]], torch.zeros(4))
+        out = model(**inputs(config, f=3))
+        assert out.shape == inputs(config, f=3)["x"].shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="passthrough"):
+        unet_to_vgen_state_dict(model)
+
+
 @pytest.mark.parametrize("frames", [2, 3, 8, 13])
 def test_any_number_of_frames(frames):
     config = tiny_unet_config(appearance_width=8)

@@ -40,6 +40,11 @@ class UNetConfig:
     # padding and the appearance rows, whose real-video similarities fall off with |i - j| (dossier §3.4). A
     # model trained from scratch on clips of unchanging appearance (all-ones rows) lacks the second.
     frame_position: bool = False
+    # Not in the release: append a linear projection of every text-encoder token to the resampler's
+    # queries, so the cross-attention context holds each word as the encoder gave it as well as the
+    # learned summary (num_text_tokens + L context tokens). The resampler keeps what the UNet already
+    # reads; a word no stage reads early in training (the bundled model's direction) never gets through it.
+    text_passthrough: bool = False
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:

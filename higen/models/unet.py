@@ -76,7 +76,7 @@ class HiGenUNet(nn.Module):
         self.fps_embed = mlp(base, emb_dim, zero_last=True) if c.use_fps_condition else None
         self.position_embed = mlp(base, emb_dim, zero_last=True) if c.frame_position else None
         self.text_resampler = TextResampler(
-            c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads
+            c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads, c.text_passthrough
         )
         # The spatial prior enters once, added after the input conv, identically for every frame.
         self.prior_embed = zero_(nn.Conv2d(c.in_channels, base, 3, padding=1))

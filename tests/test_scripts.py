@@ -1,0 +1,45 @@
+"""The repository's scripts that write models (scripts/*.py), run on tiny random models."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from higen.models.unet import HiGenUNet
+from higen.testing import save_tiny_model
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_widen_text_path_adds_a_zero_passthrough_and_keeps_everything_else(tmp_path):
+    widen = load_script("widen_text_path").widen
+    source = save_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "wide"
+    widen(source, out)
+    before = HiGenUNet.from_pretrained(source / "unet", dtype=torch.float32)
+    after = HiGenUNet.from_pretrained(out / "unet", dtype=torch.float32)
+    assert after.config.text_passthrough and not before.config.text_passthrough
+    state = after.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in before.state_dict().items())
+    assert not state["text_resampler.passthrough.weight"].any() and not state["text_resampler.passthrough.bias"].any()
+    # the rest of the folder (autoencoder, text encoder, pipeline defaults) is copied as it was
+    for path in source.rglob("*"):
+        if path.is_file() and "unet" not in path.relative_to(source).parts:
+            assert (out / path.relative_to(source)).read_bytes() == path.read_bytes()
+    text = torch.randn(2, 5, after.config.text_dim)
+    with torch.no_grad():
+        context = after.text_resampler(text)
+        torch.testing.assert_close(context[:, : after.config.num_text_tokens], before.text_resampler(text))
+        assert not context[:, after.config.num_text_tokens :].any()
+    with pytest.raises(FileExistsError):
+        widen(source, out)
+    with pytest.raises(ValueError, match="already has a text passthrough"):
+        widen(out, tmp_path / "wider")
