@@ -43,3 +43,21 @@ def test_widen_text_path_adds_a_zero_passthrough_and_keeps_everything_else(tmp_p
         widen(source, out)
     with pytest.raises(ValueError, match="already has a text passthrough"):
         widen(out, tmp_path / "wider")
+
+
+def test_direction_fit_clips_share_their_prior_and_differ_only_in_direction():
+    import numpy as np
+
+    from higen.world.captions import parse_prompt
+    from higen.world.render import render
+
+    chosen = load_script("direction_fit").clips(2)
+    assert len(chosen) == 8
+    for group in (chosen[:4], chosen[4:]):
+        specs = [spec for spec, _ in group]
+        assert [s.direction for s in specs] == ["left", "right", "up", "down"]
+        videos = [render(s, 16, 32, 32) for s in specs]
+        for video in videos[1:]:
+            assert np.array_equal(video[8], videos[0][8])  # the middle frame: the temporal stage's prior
+            assert not np.array_equal(video, videos[0])
+        assert [parse_prompt(caption)["direction"] for _, caption in group] == ["left", "right", "up", "down"]
