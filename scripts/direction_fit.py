@@ -3,13 +3,16 @@
 
 Builds ``groups`` x 4 world clips: in each group one object (a train clip's shape, colour, background,
 speed, size) sits at the image centre in the middle frame and moves left, right, up or down, so the four
-clips share their spatial prior and differ only in the direction and the caption. Fine-tune on them
+clips share their spatial prior and differ only in the direction and its word in the caption. Fine-tune on them
 (video steps only) and compare the loss under the true caption, the reversed direction and the empty one:
 
     python scripts/direction_fit.py cache runs/direction_cache --groups 4
     higen train --config configs/bundled/higen.yaml model.init=folder model.path=higen/assets/bundled_model \\
-        data.videos=runs/direction_cache cues.image_probability=0.0 train.output_dir=runs/direction_fit ...
-    python scripts/direction_fit.py probe --groups 4 --model runs/eval/direction_fit
+        data.videos=runs/direction_cache cues.image_probability=0.0 "loss.timesteps=[900,1000]" \\
+        optim.lr=3e-4 optim.warmup_steps=20 optim.schedule=constant train.max_steps=300 checkpoint.every=60 \\
+        train.output_dir=runs/dirhi_shipped
+    higen train-export runs/dirhi_shipped/checkpoints/step_0000240 runs/eval/dirhi_240
+    python scripts/direction_fit.py probe --groups 4 --model runs/eval/dirhi_240
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def clips(groups: int) -> list[tuple]:
             vx, vy = spec.velocity()
             # centre at clip time 0.5 (the middle frame, the prior) is the image centre for all four
             spec = dataclasses.replace(spec, start=(-0.5 * vx * CLIP_SECONDS, -0.5 * vy * CLIP_SECONDS))
-            out.append((spec, make_caption(spec, np.random.default_rng([g, k]))))
+            # one caption draw per group: the four captions differ in the direction word only, so a model
+            # cannot tell the clips apart by their wording
+            out.append((spec, make_caption(spec, np.random.default_rng([g]))))
     return out
 
 
@@ -65,7 +70,7 @@ def write_cache(out: Path, groups: int, config: str) -> None:
     print(f"{len(chosen)} clips written to {out}, e.g. {chosen[0][1]!r}")
 
 
-def probe(model: str | None, groups: int) -> None:
+def probe(model: str | None, groups: int, levels: list[int]) -> None:
     spec = importlib.util.spec_from_file_location("stage_probe", Path(__file__).with_name("stage_probe.py"))
     stage_probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage_probe)
@@ -87,7 +92,7 @@ def probe(model: str | None, groups: int) -> None:
         texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
         appearance = appearance_cue(HistogramEmbedder().embed(pixels), DEFAULT_APPEARANCE_SCALE["histogram"])
         cues = dict(spatial_prior=x0[:, :, x0.shape[2] // 2], motion=motion_from_latents(x0), appearance=appearance.to(x0.device))
-        stage_probe.loss_table(pipe, x0, texts, cues, torch.Generator().manual_seed(0))
+        stage_probe.loss_table(pipe, x0, texts, cues, torch.Generator().manual_seed(0), levels)
 
 
 def main() -> None:
@@ -98,13 +103,15 @@ def main() -> None:
     c.add_argument("--config", default="configs/bundled/higen.yaml", help="the training config whose encoders to use")
     q = sub.add_parser("probe", help="loss under the true, reversed and empty captions")
     q.add_argument("--model", help="model folder (default: the bundled model)")
+    q.add_argument("--noise-levels", type=int, nargs="+", default=[100, 300, 500, 700, 900, 950, 980, 999],
+                   help="timesteps to compare the losses at")
     for a in (c, q):
         a.add_argument("--groups", type=int, default=4, help="objects; four directions each")
     args = p.parse_args()
     if args.command == "cache":
         write_cache(args.out, args.groups, args.config)
     else:
-        probe(args.model, args.groups)
+        probe(args.model, args.groups, args.noise_levels)
 
 
 if __name__ == "__main__":

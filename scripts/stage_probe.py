@@ -114,14 +114,15 @@ def probe_words(pipe: HiGenPipeline, n: int, split: str) -> None:
         loss_table(pipe, x0, texts, cues, generator)
 
 
-def loss_table(pipe: HiGenPipeline, x0: torch.Tensor, texts: dict[str, torch.Tensor], cues: dict, generator: torch.Generator) -> None:
+def loss_table(pipe: HiGenPipeline, x0: torch.Tensor, texts: dict[str, torch.Tensor], cues: dict, generator: torch.Generator,
+               levels: Sequence[int] = NOISE_LEVELS) -> None:
     """Print the foreground-weighted v-loss of ``x0`` under each caption (the first is the reference) at
-    each of ``NOISE_LEVELS``, with the same noise for all."""
+    each of the noise ``levels``, with the same noise for all."""
     b, keys = x0.shape[0], list(texts)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     loss = VPredictionLoss(pipe.schedule, foreground_weight=8.0)
     print("noise level  " + "  ".join(f"{key:>15s}" for key in keys) + f"   (loss; swaps as a ratio to the {keys[0]} caption's)")
-    for t in NOISE_LEVELS:
+    for t in levels:
         timesteps = torch.full((b,), t, device=x0.device)
         values = {key: float(loss(pipe.unet, x0, timesteps, noise, text=text, **cues).mean()) for key, text in texts.items()}
         cells = [f"{values[keys[0]]:15.4f}"] + [f"{values[key]:8.4f} x{values[key] / values[keys[0]]:5.2f}" for key in keys[1:]]

@@ -60,4 +60,6 @@ def test_direction_fit_clips_share_their_prior_and_differ_only_in_direction():
         for video in videos[1:]:
             assert np.array_equal(video[8], videos[0][8])  # the middle frame: the temporal stage's prior
             assert not np.array_equal(video, videos[0])
-        assert [parse_prompt(caption)["direction"] for _, caption in group] == ["left", "right", "up", "down"]
+        parsed = [parse_prompt(caption) for _, caption in group]
+        assert [p.pop("direction") for p in parsed] == ["left", "right", "up", "down"]
+        assert all(p == parsed[0] for p in parsed)  # the captions differ in their direction word only
