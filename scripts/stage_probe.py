@@ -86,7 +86,7 @@ def probe_priors(pipe: HiGenPipeline, n: int, guidance: float | None, batch: int
         print(f"{split}: colour {hits['colour']}/{n}, shape {hits['shape']}/{n}; shapes drawn: {dict(shapes)}", flush=True)
 
 
-def probe_words(pipe: HiGenPipeline, n: int, split: str) -> None:
+def probe_words(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[int] = NOISE_LEVELS) -> None:
     d, unet = pipe.defaults, pipe.unet.eval()
     captions: dict[str, list[str]] = {"true": [], "shape swapped": [], "colour swapped": [], "empty": []}
     frames = []
@@ -111,7 +111,7 @@ def probe_words(pipe: HiGenPipeline, n: int, split: str) -> None:
         texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
         cues = dict(spatial_prior=x0.new_zeros(b, x0.shape[1], *x0.shape[-2:]), motion=x0.new_zeros(b),
                     appearance=x0.new_ones(b, 1, unet.config.appearance_width))
-        loss_table(pipe, x0, texts, cues, generator)
+        loss_table(pipe, x0, texts, cues, generator, levels)
 
 
 def loss_table(pipe: HiGenPipeline, x0: torch.Tensor, texts: dict[str, torch.Tensor], cues: dict, generator: torch.Generator,
@@ -129,7 +129,7 @@ def loss_table(pipe: HiGenPipeline, x0: torch.Tensor, texts: dict[str, torch.Ten
         print(f"{t:11d}  " + "  ".join(cells), flush=True)
 
 
-def probe_directions(pipe: HiGenPipeline, n: int, split: str) -> None:
+def probe_directions(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[int] = NOISE_LEVELS) -> None:
     d = pipe.defaults
     pipe.unet.eval()
     captions: dict[str, list[str]] = {"true": [], "direction swapped": [], "empty": []}
@@ -155,7 +155,7 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str) -> None:
         texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
         appearance = appearance_cue(HistogramEmbedder().embed(pixels), DEFAULT_APPEARANCE_SCALE["histogram"])
         cues = dict(spatial_prior=x0[:, :, x0.shape[2] // 2], motion=motion_from_latents(x0), appearance=appearance.to(x0.device))
-        loss_table(pipe, x0, texts, cues, generator)
+        loss_table(pipe, x0, texts, cues, generator, levels)
         if pipe.unet.position_embed is not None:
             # A direction needs the sign of (frame - middle frame); an embedding that is the same for frames
             # i and F-1-i only tells how far a frame is from the prior.
@@ -230,6 +230,8 @@ def main() -> None:
     p.add_argument("--split", default="train", choices=SPLITS, help="words, directions, context, cache: the clips' split")
     p.add_argument("--guidance", type=float, help="priors: spatial guidance (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--noise-levels", type=int, nargs="+", default=list(NOISE_LEVELS),
+                   help="words, directions: timesteps to compare the losses at (a direction pays mostly at t >= 900)")
     p.add_argument("--cache", type=Path, default=Path("runs/bundled_cache/videos"), help="cache: the video cache folder")
     args = p.parse_args()
     if args.n < 1 or args.batch_size < 1:
@@ -238,9 +240,9 @@ def main() -> None:
     if args.probe == "priors":
         probe_priors(pipe, args.n, args.guidance, args.batch_size)
     elif args.probe == "words":
-        probe_words(pipe, args.n, args.split)
+        probe_words(pipe, args.n, args.split, args.noise_levels)
     elif args.probe == "directions":
-        probe_directions(pipe, args.n, args.split)
+        probe_directions(pipe, args.n, args.split, args.noise_levels)
     elif args.probe == "context":
         probe_context(pipe, args.n, args.split)
     else:
