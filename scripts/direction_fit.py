@@ -23,13 +23,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import higen.world.dataset
 from higen import HiGenPipeline
-from higen.cues import motion_from_latents
-from higen.encoders.histogram import HistogramEmbedder
-from higen.training.conditioning import DEFAULT_APPEARANCE_SCALE, appearance_cue
 from higen.world.captions import make_caption, replace_attribute
 from higen.world.render import render
 from higen.world.spec import CLIP_SECONDS, OPPOSITE_DIRECTION
@@ -85,14 +81,7 @@ def probe(model: str | None, groups: int, levels: list[int]) -> None:
             raise ValueError(f"no direction word found in {c!r}")
         captions["direction reversed"].append(turned)
     print(f"{len(chosen)} clips, e.g. {captions['true'][0]!r} -> {captions['direction reversed'][0]!r}")
-    pixels = torch.from_numpy(np.stack([render(s, d.frames, d.height, d.width) for s, _ in chosen]))
-    pixels = pixels.float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)
-    with torch.inference_mode():
-        x0 = pipe.autoencoder.encode(pixels.to(pipe.device, pipe.dtype)).float()
-        texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
-        appearance = appearance_cue(HistogramEmbedder().embed(pixels), DEFAULT_APPEARANCE_SCALE["histogram"])
-        cues = dict(spatial_prior=x0[:, :, x0.shape[2] // 2], motion=motion_from_latents(x0), appearance=appearance.to(x0.device))
-        stage_probe.loss_table(pipe, x0, texts, cues, torch.Generator().manual_seed(0), levels)
+    stage_probe.video_loss_table(pipe, [render(s, d.frames, d.height, d.width) for s, _ in chosen], captions, levels)
 
 
 def main() -> None:

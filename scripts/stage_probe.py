@@ -148,21 +148,28 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[i
         clips.append(render(spec, d.frames, d.height, d.width))
     b = len(clips)
     print(f"{b} moving {split} clips, e.g. {captions['true'][0]!r} -> {captions['direction swapped'][0]!r}")
+    video_loss_table(pipe, clips, captions, levels)
+    if pipe.unet.position_embed is not None:
+        # A direction needs the sign of (frame - middle frame); an embedding that is the same for frames
+        # i and F-1-i only tells how far a frame is from the prior.
+        with torch.inference_mode():
+            pos = pipe.unet.position_embedding(1, d.frames, pipe.device).float()
+        mirror = (pos - pos.flip(0)).norm(dim=-1) / pos.norm(dim=-1)
+        print("frame position: |e(i) - e(F-1-i)| / |e(i)|, i = 0.." + str(d.frames // 2 - 1) + ": "
+              + " ".join(f"{v:.2f}" for v in mirror[: d.frames // 2].tolist()))
+
+
+def video_loss_table(pipe: HiGenPipeline, clips: Sequence[np.ndarray], captions: dict[str, list[str]],
+                     levels: Sequence[int] = NOISE_LEVELS) -> None:
+    """:func:`loss_table` of uint8 ``f h w 3`` clips as the temporal stage sees them in training: the clip's
+    middle frame as the prior, its measured motion and appearance cues."""
     pixels = torch.from_numpy(np.stack(clips)).float().div(127.5).sub(1).permute(0, 4, 1, 2, 3)  # b 3 f H W
-    generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         x0 = pipe.autoencoder.encode(pixels.to(pipe.device, pipe.dtype)).float()
         texts = {key: pipe.encode_prompts(value) for key, value in captions.items()}
         appearance = appearance_cue(HistogramEmbedder().embed(pixels), DEFAULT_APPEARANCE_SCALE["histogram"])
         cues = dict(spatial_prior=x0[:, :, x0.shape[2] // 2], motion=motion_from_latents(x0), appearance=appearance.to(x0.device))
-        loss_table(pipe, x0, texts, cues, generator, levels)
-        if pipe.unet.position_embed is not None:
-            # A direction needs the sign of (frame - middle frame); an embedding that is the same for frames
-            # i and F-1-i only tells how far a frame is from the prior.
-            pos = pipe.unet.position_embedding(1, d.frames, x0.device).float()
-            mirror = (pos - pos.flip(0)).norm(dim=-1) / pos.norm(dim=-1)
-            print("frame position: |e(i) - e(F-1-i)| / |e(i)|, i = 0.." + str(d.frames // 2 - 1) + ": "
-                  + " ".join(f"{v:.2f}" for v in mirror[: d.frames // 2].tolist()))
+        loss_table(pipe, x0, texts, cues, torch.Generator().manual_seed(0), levels)
 
 
 def probe_context(pipe: HiGenPipeline, n: int, split: str) -> None:

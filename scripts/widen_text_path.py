@@ -20,6 +20,8 @@ from higen.models.unet import HiGenUNet
 
 
 def widen(source: Path, out: Path) -> HiGenUNet:
+    if out.exists():
+        raise FileExistsError(f"{out} exists")
     unet = HiGenUNet.from_pretrained(source / "unet", dtype=torch.float32)
     if unet.config.text_passthrough:
         raise ValueError(f"{source}: its UNet already has a text passthrough")
@@ -28,8 +30,6 @@ def widen(source: Path, out: Path) -> HiGenUNet:
     assert not unexpected and sorted(missing) == ["text_resampler.passthrough.bias", "text_resampler.passthrough.weight"], missing
     torch.nn.init.zeros_(widened.text_resampler.passthrough.weight)
     torch.nn.init.zeros_(widened.text_resampler.passthrough.bias)
-    if out.exists():
-        raise FileExistsError(f"{out} exists")
     shutil.copytree(source, out, ignore=shutil.ignore_patterns("unet"))
     widened.save_pretrained(out / "unet")  # fp32: the fine-tune's master weights
     return widened
@@ -40,7 +40,10 @@ def main() -> None:
     p.add_argument("source", type=Path, help="a higen model folder")
     p.add_argument("out", type=Path, help="the folder to write (must not exist)")
     args = p.parse_args()
-    widen(args.source, args.out)
+    try:
+        widen(args.source, args.out)
+    except (OSError, ValueError) as error:  # a missing or unreadable folder, an existing output, a widened source
+        raise SystemExit(f"widen_text_path: {error}") from None
     print(f"written: {args.out}")
 
 

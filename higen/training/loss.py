@@ -42,14 +42,14 @@ def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: i
     """
     if not 0 <= low < num_timesteps:
         raise ValueError(f"timesteps: need 0 <= low < high; got low {low}, high {num_timesteps}")
-    if high_noise is None:
-        return torch.stack([torch.randint(low, num_timesteps, (), generator=g) for g in generators])
-    fraction, start = high_noise
+    fraction, start = high_noise if high_noise is not None else (0.0, low)
     if not low <= start < num_timesteps:
         raise ValueError(f"timesteps: the high-noise range must start in [{low}, {num_timesteps}); got {start}")
-    return torch.stack([
-        torch.randint(start if torch.rand((), generator=g) < fraction else low, num_timesteps, (), generator=g) for g in generators
-    ])
+
+    def first(g: torch.Generator) -> int:  # no draw at all without high_noise
+        return start if high_noise is not None and torch.rand((), generator=g) < fraction else low
+
+    return torch.stack([torch.randint(first(g), num_timesteps, (), generator=g) for g in generators])
 
 
 def draw_noise(generators: list[torch.Generator], shape: tuple[int, ...], strength: float) -> torch.Tensor:
