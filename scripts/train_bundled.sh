@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Train the bundled model from nothing, on a CPU (docs/bundled_model.md): the autoencoder, the latent caches,
-# HiGen itself, the plain text-to-video ablation of the same size (compared at equal steps), then install the
-# HiGen one into the package (higen/assets/bundled_model, stored in fp16).
+# HiGen itself, the plain text-to-video ablation of the same size (compared at equal steps), HiGen's image-heavy
+# fine-tune, then install the fine-tuned model into the package (higen/assets/bundled_model, stored in fp16).
 #   bash scripts/train_bundled.sh               # everything
-#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | ablation | install
+#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | ablation | finetune | install
 #   AUTOENCODER=shipped bash scripts/train_bundled.sh   # reuse the shipped model's autoencoder instead of training
 #                                                       # one (what the current bundled model did: docs/bundled_model.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HIGEN=${HIGEN:-.venv/bin/higen}
 CONFIG=configs/bundled/higen.yaml
+FINETUNE_CONFIG=configs/bundled/higen_finetune.yaml
 SHIPPED_STEP=4000   # the HiGen run (configured for 4,500 steps) was stopped after this checkpoint for time
+FINETUNE_STEP=1600  # the fine-tune's last step (its config's train.max_steps)
 ABLATION_STEPS=${ABLATION_STEPS:-$SHIPPED_STEP}   # the plain twin is compared with HiGen at this step
 STAGE=${STAGE:-autoencoder}
-stages=(autoencoder cache higen ablation install)
+stages=(autoencoder cache higen ablation finetune install)
 run_from=0
 for i in "${!stages[@]}"; do [ "${stages[$i]}" = "$STAGE" ] && run_from=$i; done
 
@@ -47,9 +49,14 @@ if [ "$run_from" -le 3 ]; then
   "$HIGEN" train-export runs/bundled_higen/checkpoints/step_$(printf %07d "$ABLATION_STEPS") runs/eval/higen_"$ABLATION_STEPS"
 fi
 if [ "$run_from" -le 4 ]; then
-  # The shipped weights: the EMA of checkpoint SHIPPED_STEP (the learning rate was already 3 % of its peak there);
-  # the exported folder carries the generation defaults of the config the run was trained with.
-  model=runs/bundled_higen/model_$SHIPPED_STEP
-  "$HIGEN" train-export runs/bundled_higen/checkpoints/step_$(printf %07d "$SHIPPED_STEP") "$model"
+  # The first stage's weights, the EMA of checkpoint SHIPPED_STEP (the learning rate was already 3 % of its peak
+  # there), are where the fine-tune starts (its config's model.path).
+  "$HIGEN" train-export runs/bundled_higen/checkpoints/step_$(printf %07d "$SHIPPED_STEP") runs/bundled_higen/model_$SHIPPED_STEP
+  OMP_NUM_THREADS=2 "$HIGEN" train --config "$FINETUNE_CONFIG" > runs/bundled_higen_finetune.log 2>&1
+fi
+if [ "$run_from" -le 5 ]; then
+  # The shipped weights: the fine-tune's EMA; the exported folder carries the generation defaults of its config.
+  model=runs/bundled_higen_finetune/model_$FINETUNE_STEP
+  "$HIGEN" train-export runs/bundled_higen_finetune/checkpoints/step_$(printf %07d "$FINETUNE_STEP") "$model"
   .venv/bin/python -m higen.bundled install "$model"
 fi

@@ -1,6 +1,7 @@
 """The bundled model: installing a trained folder into the package, and the commands that use it by default."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from safetensors.torch import load_file
 from higen.bundled import BUNDLED_DIR, _main, install
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.testing import save_tiny_model
+from higen.training.config import load_config
 
 BUNDLED = pytest.mark.skipif(not (BUNDLED_DIR / "model_index.json").is_file(), reason="no bundled model in this checkout")
 
@@ -68,3 +70,17 @@ def test_generate_uses_the_bundled_model_when_none_is_named(tmp_path):
     assert frames.shape == (defaults["frames"], defaults["height"], defaults["width"], 3)
     sidecar = json.loads(out.with_name("video.mp4.json").read_text())
     assert sidecar["model"] == str(BUNDLED_DIR) and sidecar["seed"] == 1
+
+
+def test_the_finetune_config_continues_the_first_run_with_the_same_model_data_and_defaults():
+    """configs/bundled/higen_finetune.yaml must fine-tune what configs/bundled/higen.yaml trained (docs/bundled_model.md)."""
+    root = Path(__file__).resolve().parents[1]
+    first = load_config(root / "configs/bundled/higen.yaml")
+    tune = load_config(root / "configs/bundled/higen_finetune.yaml")
+    assert tune.model.init == "folder" and Path(tune.model.path).parent == Path(first.train.output_dir)
+    assert tune.model.unet == first.model.unet and tune.data == first.data and tune.generation == first.generation
+    assert tune.model.text_encoder == first.model.text_encoder and tune.model.autoencoder == first.model.autoencoder
+    assert tune.train.output_dir != first.train.output_dir  # the first run's checkpoints stay
+    assert tune.cues.image_probability > first.cues.image_probability and tune.optim.lr < first.optim.lr
+    assert tune.optim.decay_steps > tune.train.max_steps  # the shipped run was stopped before its schedule ended
+    assert tune.train.seed == first.train.seed
