@@ -33,16 +33,20 @@ from higen.world.spec import CLIP_SECONDS, OPPOSITE_DIRECTION
 DIRECTIONS = ("left", "right", "up", "down")
 
 
-def clips(groups: int) -> list[tuple]:
-    """``groups * 4`` (spec, caption): group g's four directions of the g-th moving, unchanging train clip."""
-    bases, index = [], 0
+def clips(groups: int, skip: int = 0) -> list[tuple]:
+    """``groups * 4`` (spec, caption): group g's four directions of the (skip + g)-th moving, unchanging train
+    clip. A probe with ``skip`` past the groups a model was fine-tuned on asks whether it learned the word or
+    the groups."""
+    bases, index, seen = [], 0, 0
     while len(bases) < groups:
         spec, _ = higen.world.dataset.world_clip(0, index, "train")
         index += 1
         if spec.direction != "still" and spec.change == "none":
-            bases.append(spec)
+            if seen >= skip:
+                bases.append(spec)
+            seen += 1
     out = []
-    for g, base in enumerate(bases):
+    for g, base in enumerate(bases, start=skip):
         for k, direction in enumerate(DIRECTIONS):
             spec = dataclasses.replace(base, direction=direction, start=(0.0, 0.0))
             vx, vy = spec.velocity()
@@ -54,26 +58,26 @@ def clips(groups: int) -> list[tuple]:
     return out
 
 
-def write_cache(out: Path, groups: int, config: str) -> None:
+def write_cache(out: Path, groups: int, config: str, skip: int = 0) -> None:
     from higen.training.cache import build_training_cache
     from higen.training.config import TrainConfig, load_config
 
-    chosen = clips(groups)
+    chosen = clips(groups, skip)
     # WorldDataset draws its clips from higen.world.dataset.world_clip: serve these instead.
     higen.world.dataset.world_clip = lambda seed, index, split="train": chosen[index]
     cfg = load_config(config, ["data.source=world", f"data.length={len(chosen)}"], TrainConfig)
-    build_training_cache(cfg, out, "video", batch_size=len(chosen))
+    build_training_cache(cfg, out, "video", batch_size=min(len(chosen), 64))
     print(f"{len(chosen)} clips written to {out}, e.g. {chosen[0][1]!r}")
 
 
-def probe(model: str | None, groups: int, levels: list[int]) -> None:
+def probe(model: str | None, groups: int, levels: list[int], skip: int = 0) -> None:
     spec = importlib.util.spec_from_file_location("stage_probe", Path(__file__).with_name("stage_probe.py"))
     stage_probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage_probe)
     pipe = HiGenPipeline.from_pretrained(model) if model else HiGenPipeline.from_pretrained()
     d = pipe.defaults
     pipe.unet.eval()
-    chosen = clips(groups)
+    chosen = clips(groups, skip)
     captions = {"true": [c for _, c in chosen], "direction reversed": [], "empty": [""] * len(chosen)}
     for s, c in chosen:
         turned = replace_attribute(c, "direction", OPPOSITE_DIRECTION[s.direction])
@@ -96,11 +100,12 @@ def main() -> None:
                    help="timesteps to compare the losses at")
     for a in (c, q):
         a.add_argument("--groups", type=int, default=4, help="objects; four directions each")
+        a.add_argument("--skip", type=int, default=0, help="start at this object (probe groups a fine-tune never saw)")
     args = p.parse_args()
     if args.command == "cache":
-        write_cache(args.out, args.groups, args.config)
+        write_cache(args.out, args.groups, args.config, args.skip)
     else:
-        probe(args.model, args.groups, args.noise_levels)
+        probe(args.model, args.groups, args.noise_levels, args.skip)
 
 
 if __name__ == "__main__":

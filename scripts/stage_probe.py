@@ -19,6 +19,14 @@ opposite one, and with the empty caption, the clip's own middle frame given as t
 measured motion and appearance cues given as in training. A ratio near 1 for the swap means the temporal
 stage does not read the direction word.
 
+``changes``: the same for colour changes. For ``--n`` clips whose object changes colour it compares the loss
+with the true caption, with the end colour swapped for another colour, and with the empty caption. The prior
+(the middle frame) shows the object half-way through its change, so only the text tells the colour it ends in.
+
+``change-cue``: generates ``--n`` prompts asking for a colour change at each appearance value of ``--values``
+and judges their start colour, end colour and change class: does a stronger appearance cue make the temporal
+stage carry out the change the text names?
+
 ``context``: where a word is lost on the way into the UNet. For ``--n`` captions of moving clips it swaps the
 direction (for the opposite one), the colour and the shape word and reports how far each swap moves the
 text encoder's token states and the UNet's resampled text context (``text_resampler``, the release's
@@ -32,6 +40,8 @@ move the way the caption says and to have its colour.
 
     python scripts/stage_probe.py priors --n 48
     python scripts/stage_probe.py directions --n 32
+    python scripts/stage_probe.py changes --n 32 --noise-levels 300 700 900 950 999
+    python scripts/stage_probe.py change-cue --n 12 --split heldout
     python scripts/stage_probe.py context --n 64
     python scripts/stage_probe.py cache --n 48 --cache runs/bundled_cache/videos
     python scripts/stage_probe.py words --n 96 --model runs/my_model/model
@@ -159,6 +169,47 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[i
               + " ".join(f"{v:.2f}" for v in mirror[: d.frames // 2].tolist()))
 
 
+def probe_changes(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[int] = NOISE_LEVELS) -> None:
+    """``directions`` for colour changes: does the temporal stage read the colour a change ends in? The prior
+    (the middle frame) shows the object half-way through the change, so only the text tells the end colour."""
+    d = pipe.defaults
+    pipe.unet.eval()
+    captions: dict[str, list[str]] = {"true": [], "end colour swapped": [], "empty": []}
+    clips = []
+    for i in range(40 * n):
+        if len(clips) == n:
+            break
+        spec, caption = world_clip(0, i, split)
+        if spec.change != "colour":
+            continue
+        swapped = replace_attribute(caption, "end_colour", other([c for c in COLOURS if c != spec.colour], spec.end_colour, i))
+        if swapped is None:
+            continue
+        for key, text in zip(captions, (caption, swapped, "")):
+            captions[key].append(text)
+        clips.append(render(spec, d.frames, d.height, d.width))
+    print(f"{len(clips)} colour-changing {split} clips, e.g. {captions['true'][0]!r} -> {captions['end colour swapped'][0]!r}")
+    video_loss_table(pipe, clips, captions, levels)
+
+
+def probe_change_cue(pipe: HiGenPipeline, n: int, split: str, values: Sequence[float]) -> None:
+    """Generate ``n`` prompts of ``split`` that ask for a colour change at each appearance value and judge them:
+    does a larger appearance cue make the temporal stage carry out the change the text names?"""
+    from higen.world.evaluate import world_prompts
+    from higen.world.judge import score
+
+    prompts = world_prompts(n, split, 0, lambda a: a["change"] == "colour")
+    print(f"{n} {split} prompts asking for a colour change, e.g. {prompts[0]!r}")
+    for value in values:
+        with torch.inference_mode():
+            out = pipe(prompts, seed=0, appearance=value)
+        scores = [score(p, v) for p, v in zip(prompts, np.asarray(out.video))]
+        right = {a: sum(s["results"][a] == "correct" for s in scores) for a in ("colour", "end_colour", "change")}
+        change = np.mean([s["measured"]["colour_change"] for s in scores])
+        print(f"appearance {value:g}: start colour {right['colour']}/{n}, end colour {right['end_colour']}/{n}, "
+              f"change class {right['change']}/{n}; mean start-to-end colour difference {change:.1f} (Delta E)", flush=True)
+
+
 def video_loss_table(pipe: HiGenPipeline, clips: Sequence[np.ndarray], captions: dict[str, list[str]],
                      levels: Sequence[int] = NOISE_LEVELS) -> None:
     """:func:`loss_table` of uint8 ``f h w 3`` clips as the temporal stage sees them in training: the clip's
@@ -231,14 +282,16 @@ def probe_cache(pipe: HiGenPipeline, n: int, folder: Path, split: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("probe", choices=("priors", "words", "directions", "context", "cache"))
+    p.add_argument("probe", choices=("priors", "words", "directions", "changes", "change-cue", "context", "cache"))
     p.add_argument("--model", help="model folder (default: the bundled model)")
-    p.add_argument("--n", type=int, default=48, help="prompts per split (priors), clips (words, directions, cache) or captions (context)")
-    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions, context, cache: the clips' split")
+    p.add_argument("--n", type=int, default=48, help="prompts per split (priors), clips (words, directions, changes, cache) or captions (context)")
+    p.add_argument("--split", default="train", choices=SPLITS, help="words, directions, changes, context, cache: the clips' split")
     p.add_argument("--guidance", type=float, help="priors: spatial guidance (default: the model's)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--noise-levels", type=int, nargs="+", default=list(NOISE_LEVELS),
-                   help="words, directions: timesteps to compare the losses at (a direction pays mostly at t >= 900)")
+                   help="words, directions, changes: timesteps to compare the losses at (a direction pays mostly at t >= 900)")
+    p.add_argument("--values", type=float, nargs="+", default=[0.03, 0.135, 0.4, 0.66, 1.0],
+                   help="change-cue: appearance values (default: the training percentiles 50/75 and up to 1)")
     p.add_argument("--cache", type=Path, default=Path("runs/bundled_cache/videos"), help="cache: the video cache folder")
     args = p.parse_args()
     if args.n < 1 or args.batch_size < 1:
@@ -250,6 +303,10 @@ def main() -> None:
         probe_words(pipe, args.n, args.split, args.noise_levels)
     elif args.probe == "directions":
         probe_directions(pipe, args.n, args.split, args.noise_levels)
+    elif args.probe == "changes":
+        probe_changes(pipe, args.n, args.split, args.noise_levels)
+    elif args.probe == "change-cue":
+        probe_change_cue(pipe, args.n, args.split, args.values)
     elif args.probe == "context":
         probe_context(pipe, args.n, args.split)
     else:

@@ -15,7 +15,7 @@ from higen.world.captions import parse_prompt, spec_attributes
 from higen.world.colour import delta_e, srgb_to_lab
 from higen.world.dataset import export, world_clip
 from higen.world.evaluate import (
-    control_sweep, degrade, evaluate_ground_truth, evaluate_model, evaluate_videos, format_report, rank, spearman,
+    control_sweep, degrade, evaluate_ground_truth, evaluate_model, evaluate_videos, format_report, rank, spearman, summarise,
     world_prompts, write_report,
 )
 from higen.world.judge import (
@@ -357,3 +357,20 @@ def test_ground_truth_through_an_autoencoder_round_trip():
     video = np.zeros((3, 32, 32, 3), dtype=np.uint8)
     out = round_trip(tiny_autoencoder(), video)
     assert out.shape == video.shape and out.dtype == np.uint8
+
+
+def test_summary_splits_colour_by_whether_the_prompt_asks_for_a_colour_change():
+    def clip(change, colour_result):
+        results = {a: "not asked" for a in ("colour", "shape", "direction", "background", "speed", "size", "change", "end_colour")}
+        results["colour"] = colour_result
+        return dict(asked=dict(change=change), results=results, presence=1.0, stable=True)
+
+    scores = [clip("colour", "incorrect"), clip("colour", "correct"), clip("colour", "incorrect"),
+              clip(None, "correct"), clip("grow", "correct"), clip("none", "incorrect")]
+    s = summarise(scores)
+    split = s["colour_split"]
+    assert split["colour change"] == dict(correct=1, incorrect=2, asked=3, accuracy=pytest.approx(1 / 3))
+    assert split["no colour change"] == dict(correct=2, incorrect=1, asked=3, accuracy=pytest.approx(2 / 3))
+    assert s["attributes"]["colour"]["correct"] == 3 and s["attributes"]["colour"]["asked"] == 6
+    text = format_report(dict(mode="model", summary=s))
+    assert "colour change" in text and "1 of   3" in text and "2 of   3" in text

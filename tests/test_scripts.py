@@ -63,3 +63,37 @@ def test_direction_fit_clips_share_their_prior_and_differ_only_in_direction():
         parsed = [parse_prompt(caption) for _, caption in group]
         assert [p.pop("direction") for p in parsed] == ["left", "right", "up", "down"]
         assert all(p == parsed[0] for p in parsed)  # the captions differ in their direction word only
+
+
+def test_direction_fit_skip_gives_later_groups():
+    fit = load_script("direction_fit")
+    first, later = fit.clips(3), fit.clips(1, skip=2)
+    assert [spec for spec, _ in later] == [spec for spec, _ in first[8:]]
+    assert [caption for _, caption in later] == [caption for _, caption in first[8:]]
+
+
+def test_stage_probe_changes_and_change_cue_run_on_a_tiny_model(tmp_path, capsys):
+    from higen import HiGenPipeline
+
+    probe = load_script("stage_probe")
+    pipe = HiGenPipeline.from_pretrained(save_tiny_model(tmp_path / "tiny"))
+    probe.probe_changes(pipe, 2, "train", [500, 999])
+    out = capsys.readouterr().out
+    assert "2 colour-changing train clips" in out and "turns" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().split()[:1] in (["500"], ["999"])]
+    assert len(rows) == 2 and all(float(row[1]) > 0 for row in rows)  # a loss per noise level, the swaps as ratios
+    probe.probe_change_cue(pipe, 2, "heldout", [0.0, 1.0])
+    out = capsys.readouterr().out
+    assert "appearance 0:" in out and "appearance 1:" in out and out.count("start colour") == 2
+
+
+def test_change_fit_mixes_colour_changes_with_ordinary_clips():
+    from higen.world.dataset import world_clip
+
+    fit = load_script("change_fit")
+    only = fit.clips(3)
+    assert len(only) == 3 and all(spec.change == "colour" and spec.end_colour != spec.colour for spec, _ in only)
+    mixed = fit.clips(2, plain=3)
+    assert len(mixed) == 5
+    assert mixed[0] == world_clip(0, 0, "train") and mixed[2] == world_clip(0, 1, "train") and mixed[4] == world_clip(0, 2, "train")
+    assert [mixed[1], mixed[3]] == only[:2]

@@ -606,6 +606,32 @@ def test_example_configs_are_valid():
         assert cfg.train.output_dir.startswith("runs/"), path
 
 
+def test_a_config_can_start_from_a_base_config(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "first.yaml").write_text(
+        "data:\n  source: world\ntrain:\n  output_dir: runs/first\n  max_steps: 100\n  batch_size: 4\noptim:\n  lr: 1.0e-3\n"
+        "model:\n  unet:\n    attention_levels: [1, 2]\n    base_channels: 64\n")
+    (tmp_path / "sub" / "second.yaml").write_text(  # base is relative to the file naming it
+        "base: ../first.yaml\ntrain:\n  output_dir: runs/second\nmodel:\n  unet:\n    attention_levels: [2]\n")
+    (tmp_path / "third.yaml").write_text("base: sub/second.yaml\noptim:\n  lr: 2.0e-4\n")
+    first, third = load_config(tmp_path / "first.yaml"), load_config(tmp_path / "third.yaml", ["train.max_steps=7"])
+    # a section named again replaces only the keys it sets; a list replaces the base's list
+    assert third.train.output_dir == "runs/second" and third.train.batch_size == 4 and third.train.max_steps == 7
+    assert list(third.model.unet.attention_levels) == [2]
+    assert third.model.unet.base_channels == 64 and third.optim.lr == pytest.approx(2.0e-4)
+    assert first.train.output_dir == "runs/first"
+    (tmp_path / "loop_a.yaml").write_text("base: loop_b.yaml\n")
+    (tmp_path / "loop_b.yaml").write_text("base: loop_a.yaml\n")
+    with pytest.raises(ValueError, match="loop"):
+        load_config(tmp_path / "loop_a.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(tmp_path / "orphan.yaml")
+    (tmp_path / "odd.yaml").write_text("base: [first.yaml]\n")
+    with pytest.raises(ValueError, match="base must be the path"):
+        load_config(tmp_path / "odd.yaml")
+
+
 # ---------------------------------------------------------------------- the plain (non-decoupled) ablation
 
 

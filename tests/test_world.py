@@ -206,6 +206,9 @@ def test_replace_attribute_swaps_only_the_object_word():
     assert replace_attribute(caption, "direction", "up") == "on a navy blue backdrop, a crimson ball slides up and turns blue"
     assert replace_attribute("a red star drifting toward the top", "direction", "down") == "a red star drifting down"
     assert replace_attribute("a red star standing still", "direction", "up") is None  # nothing to swap
+    # the end colour: only the word after "turns", not the background's "blue" nor the object's colour
+    assert replace_attribute(caption, "end_colour", "yellow") == "on a navy blue backdrop, a crimson ball slides left and turns yellow"
+    assert replace_attribute("a red star drifting down", "end_colour", "yellow") is None  # no colour change
     with pytest.raises(ValueError, match="speed"):
         replace_attribute(caption, "speed", "fast")
     with pytest.raises(ValueError, match="sideways"):

@@ -327,22 +327,45 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     ``cls`` is the config dataclass (default :class:`TrainConfig`); it is validated by its ``validate()``.
     """
     cls = cls or TrainConfig
-    data: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level of a config must be a mapping of sections")
+    data = read_config_file(path) if path is not None else {}
     cfg = from_dict(cls, data, "")
     for item in overrides:
         apply_override(cfg, item)
     cfg.validate()
     return cfg
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping, with its ``base:`` (another config file, relative to this one) read first.
+
+    The file's own sections are merged into its base's key by key (a section it names replaces only the keys
+    it sets); lists and single values replace the base's. A base may have a base of its own.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ValueError(f"config files name each other as base in a loop: {chain}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level of a config must be a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be the path of another config file, got {base!r}")
+    return _merged(read_config_file(path.parent / base, (*_seen, path.resolve())), data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def from_dict(cls: type, data: Any, prefix: str) -> Any:

@@ -262,11 +262,11 @@ def spec_attributes(spec: ClipSpec) -> dict[str, str | None]:
     )
 
 
-_WORDS_OF = {"colour": COLOUR_WORDS, "shape": SHAPE_WORDS, "direction": DIRECTION_WORDS}
+_WORDS_OF = {"colour": COLOUR_WORDS, "shape": SHAPE_WORDS, "direction": DIRECTION_WORDS, "end_colour": COLOUR_WORDS}
 
 
 def replace_attribute(caption: str, attribute: str, value: str) -> str | None:
-    """``caption`` with the words naming its ``attribute`` ("colour", "shape" or "direction") replaced by
+    """``caption`` with the words naming its ``attribute`` ("colour", "shape", "direction" or "end_colour") replaced by
     ``value``'s plain name, everything else kept; None when no single swap does exactly that (checked with
     :func:`parse_prompt`, so a background's or an end colour's word is never the one swapped; a still
     object has no direction word to swap).

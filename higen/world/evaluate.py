@@ -52,20 +52,28 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return float((rx * ry).sum() / denominator) if denominator > 0 else None
 
 
+def _tally(scores: Sequence[dict], attribute: str) -> dict:
+    correct = sum(s["results"][attribute] == CORRECT for s in scores)
+    incorrect = sum(s["results"][attribute] == INCORRECT for s in scores)
+    asked = correct + incorrect
+    return dict(correct=correct, incorrect=incorrect, asked=asked, accuracy=correct / asked if asked else None)
+
+
 def summarise(scores: Sequence[dict]) -> dict:
     """Per-attribute counts over judged clips, plus mean presence and the fraction of stable clips.
 
     ``attributes[a] = {"correct", "incorrect", "asked", "accuracy"}`` (accuracy None when never asked).
+    ``colour_split`` counts colour separately for prompts that ask for a colour change and those that do
+    not: a changing object's colour (read over the clip's first quarter) must come from the temporal stage,
+    since the spatial prior (the middle frame) shows it half-way through the change.
     """
-    attributes = {}
-    for a in REPORTED:
-        correct = sum(s["results"][a] == CORRECT for s in scores)
-        incorrect = sum(s["results"][a] == INCORRECT for s in scores)
-        asked = correct + incorrect
-        attributes[a] = dict(correct=correct, incorrect=incorrect, asked=asked, accuracy=correct / asked if asked else None)
+    attributes = {a: _tally(scores, a) for a in REPORTED}
+    changing = [s for s in scores if s.get("asked", {}).get("change") == "colour"]
+    steady = [s for s in scores if s.get("asked", {}).get("change") != "colour"]
     n = len(scores)
     return dict(
         clips=n, attributes=attributes,
+        colour_split={"no colour change": _tally(steady, "colour"), "colour change": _tally(changing, "colour")},
         presence=float(np.mean([s["presence"] for s in scores])) if n else None,
         stable=float(np.mean([s["stable"] for s in scores])) if n else None,
         stable_count=int(sum(s["stable"] for s in scores)),
@@ -291,6 +299,10 @@ def format_report(report: dict) -> str:
     for name, a in s["attributes"].items():
         accuracy = "-" if a["accuracy"] is None else f"{100 * a['accuracy']:8.1f}%"
         lines.append(f"{name:12s} {a['correct']:9d} {a['asked']:7d} {accuracy:>9s}")
+        if name == "colour":
+            for part, b in s.get("colour_split", {}).items():
+                if b["asked"]:
+                    lines.append(f"  {part:22s} {b['correct']:3d} of {b['asked']:3d} {100 * b['accuracy']:8.1f}%")
     if s["clips"]:
         lines.append(f"{'presence':12s} {'':9s} {'':7s} {100 * s['presence']:8.1f}%  (mean fraction of frames with the object)")
         lines.append(f"{'stable':12s} {s['stable_count']:9d} {s['clips']:7d} {100 * s['stable']:8.1f}%")
