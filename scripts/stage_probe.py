@@ -139,23 +139,34 @@ def loss_table(pipe: HiGenPipeline, x0: torch.Tensor, texts: dict[str, torch.Ten
         print(f"{t:11d}  " + "  ".join(cells), flush=True)
 
 
-def probe_directions(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[int] = NOISE_LEVELS) -> None:
+def swapped_clips(pipe: HiGenPipeline, n: int, split: str, label: str, swap, search: int) -> tuple[dict[str, list[str]], list]:
+    """The first ``n`` clips of ``split`` (among the first ``search``) for which ``swap(spec, caption, index)``
+    gives a changed caption (None skips the clip), rendered at the model's defaults, and their captions: true,
+    ``label`` (the swapped ones) and empty."""
     d = pipe.defaults
-    pipe.unet.eval()
-    captions: dict[str, list[str]] = {"true": [], "direction swapped": [], "empty": []}
+    captions: dict[str, list[str]] = {"true": [], label: [], "empty": []}
     clips = []
-    for i in range(20 * n):
+    for i in range(search):
         if len(clips) == n:
             break
         spec, caption = world_clip(0, i, split)
-        if spec.direction == "still":
+        swapped = swap(spec, caption, i)
+        if swapped is None:
             continue
-        turned = replace_attribute(caption, "direction", OPPOSITE_DIRECTION[spec.direction])
-        if turned is None:
-            continue
-        for key, text in zip(captions, (caption, turned, "")):
+        for key, text in zip(captions, (caption, swapped, "")):
             captions[key].append(text)
         clips.append(render(spec, d.frames, d.height, d.width))
+    return captions, clips
+
+
+def probe_directions(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[int] = NOISE_LEVELS) -> None:
+    d = pipe.defaults
+    pipe.unet.eval()
+
+    def turn(spec, caption, i):
+        return None if spec.direction == "still" else replace_attribute(caption, "direction", OPPOSITE_DIRECTION[spec.direction])
+
+    captions, clips = swapped_clips(pipe, n, split, "direction swapped", turn, 20 * n)
     b = len(clips)
     print(f"{b} moving {split} clips, e.g. {captions['true'][0]!r} -> {captions['direction swapped'][0]!r}")
     video_loss_table(pipe, clips, captions, levels)
@@ -172,22 +183,14 @@ def probe_directions(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[i
 def probe_changes(pipe: HiGenPipeline, n: int, split: str, levels: Sequence[int] = NOISE_LEVELS) -> None:
     """``directions`` for colour changes: does the temporal stage read the colour a change ends in? The prior
     (the middle frame) shows the object half-way through the change, so only the text tells the end colour."""
-    d = pipe.defaults
     pipe.unet.eval()
-    captions: dict[str, list[str]] = {"true": [], "end colour swapped": [], "empty": []}
-    clips = []
-    for i in range(40 * n):
-        if len(clips) == n:
-            break
-        spec, caption = world_clip(0, i, split)
+
+    def recolour(spec, caption, i):
         if spec.change != "colour":
-            continue
-        swapped = replace_attribute(caption, "end_colour", other([c for c in COLOURS if c != spec.colour], spec.end_colour, i))
-        if swapped is None:
-            continue
-        for key, text in zip(captions, (caption, swapped, "")):
-            captions[key].append(text)
-        clips.append(render(spec, d.frames, d.height, d.width))
+            return None
+        return replace_attribute(caption, "end_colour", other([c for c in COLOURS if c != spec.colour], spec.end_colour, i))
+
+    captions, clips = swapped_clips(pipe, n, split, "end colour swapped", recolour, 40 * n)
     print(f"{len(clips)} colour-changing {split} clips, e.g. {captions['true'][0]!r} -> {captions['end colour swapped'][0]!r}")
     video_loss_table(pipe, clips, captions, levels)
 
