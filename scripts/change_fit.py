@@ -20,6 +20,7 @@ ordinary train clips (0 for a cache of colour changes only); fine-tune on it and
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import higen.world.dataset
@@ -43,16 +44,12 @@ def clips(changes: int, plain: int = 0) -> list[tuple]:
 
 
 def write_cache(out: Path, changes: int, plain: int, config: str) -> None:
-    from higen.training.cache import build_training_cache
-    from higen.training.config import TrainConfig, load_config
-
+    spec = importlib.util.spec_from_file_location("direction_fit", Path(__file__).with_name("direction_fit.py"))
+    direction_fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(direction_fit)
     chosen = clips(changes, plain)
-    # WorldDataset draws its clips from higen.world.dataset.world_clip: serve these instead.
-    higen.world.dataset.world_clip = lambda seed, index, split="train": chosen[index]
-    cfg = load_config(config, ["data.source=world", f"data.length={len(chosen)}"], TrainConfig)
-    build_training_cache(cfg, out, "video", batch_size=min(len(chosen), 64))
-    n = sum(spec.change == "colour" for spec, _ in chosen)
-    print(f"{len(chosen)} clips written to {out}, {n} of them changing colour, e.g. {chosen[0][1]!r}")
+    direction_fit.cache_clips(out, chosen, config)
+    print(f"{sum(s.change == 'colour' for s, _ in chosen)} of them change colour")
 
 
 def main() -> None:

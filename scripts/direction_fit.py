@@ -58,16 +58,21 @@ def clips(groups: int, skip: int = 0) -> list[tuple]:
     return out
 
 
-def write_cache(out: Path, groups: int, config: str, skip: int = 0) -> None:
+def cache_clips(out: Path, chosen: list[tuple], config: str) -> None:
+    """Encode the world clips ``chosen`` ((spec, caption) pairs, in order) into a video latent cache at ``out``
+    with ``config``'s encoders (scripts/change_fit.py uses this too)."""
     from higen.training.cache import build_training_cache
     from higen.training.config import TrainConfig, load_config
 
-    chosen = clips(groups, skip)
     # WorldDataset draws its clips from higen.world.dataset.world_clip: serve these instead.
     higen.world.dataset.world_clip = lambda seed, index, split="train": chosen[index]
     cfg = load_config(config, ["data.source=world", f"data.length={len(chosen)}"], TrainConfig)
     build_training_cache(cfg, out, "video", batch_size=min(len(chosen), 64))
     print(f"{len(chosen)} clips written to {out}, e.g. {chosen[0][1]!r}")
+
+
+def write_cache(out: Path, groups: int, config: str, skip: int = 0) -> None:
+    cache_clips(out, clips(groups, skip), config)
 
 
 def probe(model: str | None, groups: int, levels: list[int], skip: int = 0) -> None:

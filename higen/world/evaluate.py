@@ -68,8 +68,8 @@ def summarise(scores: Sequence[dict]) -> dict:
     since the spatial prior (the middle frame) shows it half-way through the change.
     """
     attributes = {a: _tally(scores, a) for a in REPORTED}
-    changing = [s for s in scores if s.get("asked", {}).get("change") == "colour"]
-    steady = [s for s in scores if s.get("asked", {}).get("change") != "colour"]
+    changing = [s for s in scores if s["asked"]["change"] == "colour"]
+    steady = [s for s in scores if s["asked"]["change"] != "colour"]
     n = len(scores)
     return dict(
         clips=n, attributes=attributes,
