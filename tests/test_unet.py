@@ -85,6 +85,39 @@ def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_norma
         unet_to_vgen_state_dict(model)
 
 
+def test_text_embedding_adds_pooled_text_and_frame_time_to_every_frame_embedding():
+    config = tiny_unet_config(text_embedding=True)
+    torch.manual_seed(0)
+    model = HiGenUNet(config).eval()
+    text = torch.randn(2, 5, config.text_dim)
+    assert torch.equal(model.text_embedding(text, 4), torch.zeros(8, config.embed_dim))  # no-op at init
+    randomize(model)
+    with torch.no_grad():
+        emb = model.text_embedding(text, 4).reshape(2, 4, -1)
+        # a distinct vector per frame and per caption
+        assert len({tuple(row.tolist()) for row in emb.reshape(8, -1)}) == 8
+        # the pooled text is the mean of the tokens that are not padding (all-zero rows)
+        padded = torch.cat([text, torch.zeros(2, 3, config.text_dim)], dim=1)
+        torch.testing.assert_close(model.text_embedding(padded, 4), emb.reshape(8, -1))
+        # one frame (the spatial stage) sits at the clip's middle time: frame 1 of 3
+        torch.testing.assert_close(model.text_embedding(text, 1), model.text_embedding(text, 3).reshape(2, 3, -1)[:, 1])
+        # it reaches the output in both stages, and the guided sampler's precomputed tokens need the text too
+        for frames in (1, 3):
+            args = inputs(config, f=frames)
+            before = model(**args)
+            for p in model.text_embed.parameters():
+                p.add_(0.5)
+            assert not torch.equal(model(**args), before)
+            for p in model.text_embed.parameters():
+                p.sub_(0.5)
+        tokens = model.text_resampler(args["text"])
+        torch.testing.assert_close(model(args["x"], args["timesteps"], args["text"], text_tokens=tokens), model(**args))
+        with pytest.raises(ValueError, match="pass text"):
+            model(args["x"], args["timesteps"], None, text_tokens=tokens)
+    with pytest.raises(ValueError, match="pooled text"):
+        unet_to_vgen_state_dict(model)
+
+
 def test_text_passthrough_appends_each_projected_token_to_the_resampled_context():
     config = tiny_unet_config(text_passthrough=True)
     torch.manual_seed(0)

@@ -82,11 +82,11 @@ def guided_denoiser(unet: torch.nn.Module, cond: Conditioning, uncond: Condition
     """
     branches = [cond] if uncond is None or scale == 1.0 else [cond, uncond]
     kwargs = {k: _cat([b.as_kwargs()[k] for b in branches]) for k in cond.as_kwargs()}
-    kwargs["text_tokens"] = unet.text_resampler(kwargs.pop("text"))
+    kwargs["text_tokens"] = unet.text_resampler(kwargs["text"])  # text stays for configs that also embed it
     n = len(branches)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = unet(torch.cat([x] * n), _timesteps(t, x, n), text=None, **kwargs)
+        out = unet(torch.cat([x] * n), _timesteps(t, x, n), **kwargs)
         if n == 1:
             return out
         c, u = out.chunk(2)

@@ -45,6 +45,12 @@ class UNetConfig:
     # learned summary (num_text_tokens + L context tokens). The resampler keeps what the UNet already
     # reads; a word no stage reads early in training (the bundled model's direction) never gets through it.
     text_passthrough: bool = False
+    # Not in the release: a zero-initialised MLP of the text's pooled features (the mean of its non-padding
+    # tokens) together with the frame's normalised time (the middle, 500, for one frame: the spatial prior is
+    # the middle frame), added to every frame's embedding, so the caption reaches every ResBlock's scale and
+    # shift at every resolution, as a frame-dependent vector (SDXL and Imagen add pooled text to the timestep
+    # embedding; the frame time is ours). The release's text reaches the UNet through cross-attention only.
+    text_embedding: bool = False
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:

@@ -55,6 +55,14 @@ class UNetUnit(nn.Module):
         return x
 
 
+def frame_times(frames: int, device) -> torch.Tensor:
+    """Each frame's normalised time in the clip, ``1000 i / (F - 1)``, as a timestep-like value; one frame is the
+    middle (500), the frame the spatial prior stands for."""
+    if frames == 1:
+        return torch.full((1,), 500.0, device=device)
+    return torch.arange(frames, device=device, dtype=torch.float32) * (1000.0 / (frames - 1))
+
+
 class HiGenUNet(nn.Module):
     """HiGen's unified denoiser. Public layout: ``b c f h w`` in and out (v-prediction).
 
@@ -75,6 +83,7 @@ class HiGenUNet(nn.Module):
         self.appearance_embed = mlp(c.appearance_width, emb_dim, zero_last=True)
         self.fps_embed = mlp(base, emb_dim, zero_last=True) if c.use_fps_condition else None
         self.position_embed = mlp(base, emb_dim, zero_last=True) if c.frame_position else None
+        self.text_embed = mlp(c.text_dim + base, emb_dim, zero_last=True) if c.text_embedding else None
         self.text_resampler = TextResampler(
             c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads, c.text_passthrough
         )
@@ -184,9 +193,19 @@ class HiGenUNet(nn.Module):
         Normalised time, as the appearance template (``higen.cues``), so any number of frames stays in
         the range seen in training.
         """
-        times = torch.arange(frames, device=device, dtype=torch.float32) * (1000.0 / (frames - 1))
-        emb = self.position_embed(sinusoidal_embedding(times, self.config.base_channels).to(self.dtype))  # f e
+        emb = self.position_embed(sinusoidal_embedding(frame_times(frames, device), self.config.base_channels).to(self.dtype))  # f e
         return emb.repeat(batch, 1)
+
+    def text_embedding(self, text: torch.Tensor, frames: int) -> torch.Tensor:
+        """Text features ``b L text_dim`` -> ``(b f) e`` (``config.text_embedding``): the mean of the tokens that
+        are not all zero (the padding MiniLM's encoder zeroes; every token of an unpadded encoder), beside
+        frame ``i``'s normalised time ``i / (F - 1)`` (0.5 for one frame), through one MLP."""
+        batch = text.shape[0]
+        valid = (text != 0).any(dim=-1, keepdim=True).to(text.dtype)
+        pooled = (text * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+        position = sinusoidal_embedding(frame_times(frames, text.device), self.config.base_channels).to(text.dtype)
+        features = torch.cat([pooled[:, None].expand(-1, frames, -1), position[None].expand(batch, -1, -1)], dim=-1)
+        return self.text_embed(features.to(self.dtype)).reshape(batch * frames, -1)
 
     def motion_embedding(self, motion: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
         """Motion ``b (f-1)`` (per adjacent pair), ``b f``, or ``b``/``b 1`` for one frame -> ``(b f) e``.
@@ -237,8 +256,9 @@ class HiGenUNet(nn.Module):
         Args:
             x: noisy latents ``b c f h w``.
             timesteps: ``b`` (or a scalar) diffusion timesteps.
-            text: text-encoder token features ``b L text_dim`` (before the resampler). Ignored when
-                ``text_tokens`` (the resampler's output, ``b T context_dim``) is given.
+            text: text-encoder token features ``b L text_dim`` (before the resampler). When
+                ``text_tokens`` (the resampler's output, ``b T context_dim``) is given, only the text
+                embedding (``config.text_embedding``) reads it; otherwise it may be None.
             spatial_prior: the prior latent ``b c h w``; None means zeros (the spatial stage).
             motion: ``b (f-1)`` values; None means zeros. One frame: ``b``.
             appearance: ``b f W``; None means ones (static appearance).
@@ -257,6 +277,10 @@ class HiGenUNet(nn.Module):
             raise ValueError(f"latent size {h}x{w} must be divisible by {factor} (the UNet's downsampling)")
         out_dtype, dtype = x.dtype, self.dtype
         emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance, fps)
+        if self.text_embed is not None:
+            if text is None:
+                raise ValueError("this UNet embeds the pooled text (config.text_embedding): pass text, not only text_tokens")
+            emb = emb + self.text_embedding(text.to(x.device, dtype), f)
         if text_tokens is None:
             text_tokens = self.text_resampler(text.to(dtype))
         # One context per sample: cross-attention shares it across the sample's frames (Attention.forward).
