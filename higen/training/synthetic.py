@@ -15,10 +15,10 @@ standing still) at a steady speed, captioned like "a red square moving left".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
+
+from higen.data.batch import Batch
 
 COLOURS = {
     "red": (1.0, -0.8, -0.8), "green": (-0.8, 0.9, -0.8), "blue": (-0.8, -0.6, 1.0),
@@ -29,17 +29,8 @@ BACKGROUND = -0.7
 _STREAM_KEYS = {"video": 0, "image": 1}
 
 
-@dataclass
-class SyntheticBatch:
-    """Same fields as ``higen.data.Batch``: pixels ``b 3 f H W`` in [-1, 1]."""
-
-    pixels: torch.Tensor | None
-    latents: torch.Tensor | None
-    captions: list[str]
-    indices: list[int] = field(default_factory=list)
-    text: torch.Tensor | None = None
-    motion: torch.Tensor | None = None
-    appearance: torch.Tensor | None = None
+# The batch the real data gives (pixels ``b 3 f H W`` in [-1, 1] here); the old name is kept for callers.
+SyntheticBatch = Batch
 
 
 def render_clip(seed: int, index: int, frames: int, height: int, width: int) -> tuple[torch.Tensor, str]:
