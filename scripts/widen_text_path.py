@@ -37,7 +37,7 @@ def widen(source: Path, out: Path, add: str = "passthrough") -> HiGenUNet:
     widened = HiGenUNet(dataclasses.replace(unet.config, **{field: True}))
     missing, unexpected = widened.load_state_dict(unet.state_dict(), strict=False)
     assert not unexpected and all(k.startswith(prefix + ".") for k in missing), (missing, unexpected)
-    # the module's own init already zeroes the embedding's last layer; the passthrough is one linear map
+    # zero the new module's last (or only) linear map, whatever its own init did
     last = widened.get_submodule(prefix)
     last = last[-1] if isinstance(last, torch.nn.Sequential) else last
     torch.nn.init.zeros_(last.weight)

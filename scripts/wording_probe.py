@@ -18,7 +18,7 @@ from pathlib import Path
 from higen import HiGenPipeline
 from higen.world.captions import parse_prompt
 from higen.world.dataset import world_clip
-from higen.world.evaluate import _generate, summarise
+from higen.world.evaluate import generate_videos, summarise
 from higen.world.judge import score
 
 # Sentence structures none of the world's caption templates (higen.world.captions._TEMPLATES) has; every one is
@@ -64,7 +64,7 @@ def probe(pipe, n: int, batch_size: int, seed: int = 0) -> dict:
     for k, start in enumerate(range(0, n, batch_size)):
         batch = pairs[start : start + batch_size]
         for column, prompts in zip(clips, zip(*batch)):
-            videos = _generate(pipe, list(prompts), seed + k, d.frames, d.height, d.width, {})
+            videos = generate_videos(pipe, list(prompts), seed + k, d.frames, d.height, d.width, {})
             clips[column] += [dict(score(p, v), seed=seed + k) for p, v in zip(prompts, videos)]
         print(f"{min(start + batch_size, n)}/{n} pairs", flush=True)
     summaries = {column: summarise(scores) for column, scores in clips.items()}
@@ -82,6 +82,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("-o", "--output", type=Path, help="write the report (JSON) here")
     args = p.parse_args()
+    if args.n < 1 or args.batch_size < 1:
+        p.error(f"--n and --batch-size must be at least 1, got {args.n} and {args.batch_size}")
     pipe = HiGenPipeline.from_pretrained(args.model) if args.model else HiGenPipeline.from_pretrained()
     report = probe(pipe, args.n, args.batch_size)
     for column, s in report["summaries"].items():

@@ -114,7 +114,7 @@ def appearance_sweep_prompts(n: int, split: str = "heldout", seed: int = 0) -> l
 
 
 # ------------------------------------------------------------------------------ model evaluation
-def _generate(pipe, prompts: list[str], seed: int, frames: int, height: int, width: int, generation: dict) -> np.ndarray:
+def generate_videos(pipe, prompts: list[str], seed: int, frames: int, height: int, width: int, generation: dict) -> np.ndarray:
     """Videos uint8 ``b f h w 3`` for a batch of prompts with one seed."""
     overrides = {k: v for k, v in generation.items() if v is not None}
     out = pipe(prompts if len(prompts) > 1 else prompts[0], frames=frames, height=height, width=width, seed=seed, **overrides)
@@ -145,7 +145,7 @@ def evaluate_model(
     batches = range(0, n_prompts, batch_size)
     for k, start in enumerate(_maybe_progress(batches, progress, "evaluating")):
         batch = prompts[start : start + batch_size]
-        videos = _generate(pipe, batch, seed + k, frames, height, width, generation)
+        videos = generate_videos(pipe, batch, seed + k, frames, height, width, generation)
         clips += [dict(score(p, v), seed=seed + k) for p, v in zip(batch, videos)]
     report = dict(
         mode="model", settings=dict(n_prompts=n_prompts, split=split, seed=seed, frames=frames, height=height, width=width,
@@ -179,7 +179,7 @@ def control_sweep(
     for prompt in prompts:
         measured, parts = [], []
         for value in values:
-            video = _generate(pipe, [prompt], seed, frames, height, width, {**generation, control: value})[0]
+            video = generate_videos(pipe, [prompt], seed, frames, height, width, {**generation, control: value})[0]
             m = measure(video)
             if control == "motion":
                 measured.append(m.speed)
