@@ -232,8 +232,8 @@ def test_variant_names_and_validation():
 
 def test_bench_cli_compares_and_writes_json(tmp_path, capsys):
     model = save_tiny_model(tmp_path / "model")
-    out = tmp_path / "bench.json"
-    code = main(["bench", "--model", str(model), "--compare", "--channels-last", "--rounds", "1", "--steps", "1", "--json", str(out)])
+    out, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    code = main(["bench", "--model", str(model), "--compare", "--channels-last", "--rounds", "1", "--steps", "1", "--json", str(out), "--markdown", str(table)])
     assert code == 0
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["results"]]
@@ -247,6 +247,8 @@ def test_bench_cli_compares_and_writes_json(tmp_path, capsys):
     assert unet_row["flops"] > 0 and len(unet_row["times"]) == 1
     assert any(k.startswith("time per FLOP") for k in report["summary"])
     assert "speed-up of fp32 channels_last eager" in capsys.readouterr().out
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.read_text().splitlines() if line.startswith("| ")]
+    assert rows[1:] == [*names, report["ceilings"]["fp32"]["name"]]  # after the header: every result, then the ceiling
 
 
 @pytest.mark.parametrize("command", [["bench", "--preset", "bundled-like"], ["generate", "a cat", "--no-progress"]])

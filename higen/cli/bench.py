@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-peer", action="store_true", help="skip diffusers' UNet3D")
     p.add_argument("--no-generate", action="store_true", help="skip end-to-end generation and decoding")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.add_argument("--markdown", type=Path, help="also write the results as a Markdown table (benchmarks/results/README.md)")
     p.set_defaults(run=run)
 
 
@@ -86,7 +87,40 @@ def run(args: argparse.Namespace) -> int:
     print(f"load average (1, 5, 15 min) at the end: {env['load_average']} on {env['cpu_count']} CPUs")
     if args.json:
         atomic_write_text(args.json, B.to_json(rows, ceilings, env, setup, summary) + "\n")
+    if args.markdown:
+        atomic_write_text(args.markdown, _markdown(rows, ceilings, env, setup, summary))
     return 0
+
+
+def _markdown(rows: list, ceilings: dict, env: dict, setup: dict, summary: dict) -> str:
+    """The results as one Markdown table, headed by what was measured and where."""
+    import datetime
+
+    steps = " + ".join(str(s) for s in setup["steps"])
+    source = Path(setup["source"])  # a model folder, or a preset's name
+    if source.is_absolute() and source.is_relative_to(Path.cwd()):
+        source = source.relative_to(Path.cwd())
+    source = f"`{source}`" if source.exists() else setup["source"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `higen bench --markdown` on {datetime.date.today().isoformat()}: {source}, "
+        f"{setup['frames']} frames of {setup['height']} x {setup['width']}, UNet batch {setup['batch']}, {steps} sampler steps, "
+        f"{setup['rounds']} rounds (median). Device {env['device']} ({env['processor']}, {env['cpu_count']} CPUs), "
+        f"{env['threads']} torch threads, torch {env['torch']}, load average at the end {env['load_average'][0]}.",
+        "",
+        "| what | median s | fastest s | GFLOP | share of the matmul rate | peak MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows + list(ceilings.values()):
+        ceiling = ceilings.get(r.dtype)
+        gflop = f"{r.flops / 1e9:.2f}" if r.flops else ""
+        share = f"{r.flops_per_second / ceiling.flops_per_second:.1%}" if r.flops and ceiling and r is not ceiling else ""
+        fastest = min(r.times) if r.times else r.seconds
+        memory = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb else ""
+        lines.append(f"| {r.name} | {r.seconds:.4f} | {fastest:.4f} | {gflop} | {share} | {memory} |")
+    lines += ["", *(f"- {key}: {value:.3f}" for key, value in summary.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _unet_rows(B, pipes: dict, config, frames: int, latent_hw, args, device, main_variant) -> tuple[list, dict]:
