@@ -19,7 +19,7 @@ from higen.encoders import open_clip
 from higen.encoders.autoencoder import VideoAutoencoder, load_sd_autoencoder
 from higen.encoders.image import CLIP_MEAN, CLIP_STD, CLIPImageEmbedder
 from higen.encoders.text import CLIPTextEncoder, MiniLMTextEncoder, load_text_encoder
-from higen.models.state import CheckpointError
+from higen.io.checkpoint import CheckpointError
 from higen.testing import TINY_AUTOENCODER, tiny_autoencoder, tiny_clip_tokenizer, tiny_open_clip_state_dict, tiny_text_encoder
 
 

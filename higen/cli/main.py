@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from higen.models.state import CheckpointError
+from higen.io.checkpoint import CheckpointError
 
 # Errors a user can cause and fix: printed as one message, never as a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, CheckpointError, OSError)

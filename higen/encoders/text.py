@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from higen.encoders import hf, open_clip
-from higen.models.state import CheckpointError, check_state_dict
+from higen.io.checkpoint import CheckpointError, check_state_dict, load_checkpoint_file
 
 
 class TextEncoder(nn.Module):
@@ -158,8 +158,6 @@ class CLIPTextEncoder(TextEncoder):
         ``None`` looks for the latter in an installed ``open_clip`` package.
         """
         from transformers import CLIPTextModelWithProjection
-
-        from higen.models.vgen import load_checkpoint_file
 
         tokenizer = open_clip.load_clip_tokenizer(tokenizer)
         state = open_clip.text_tower(load_checkpoint_file(path))
