@@ -191,7 +191,7 @@ def load_benchmark_pipeline(model: Path | None, preset: str | None, device: torc
     if preset is not None:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if model is None:
-        from higen.bundled import bundled_model_path
+        from higen.assets import bundled_model_path
 
         model = bundled_model_path()
     return HiGenPipeline.from_pretrained(model, device=device), str(model)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from higen.bundled import BUNDLED_DIR, _main, install
+from higen.assets import BUNDLED_DIR
+from higen.bundled import _main, install
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.testing import save_tiny_model
 from higen.training.config import load_config

@@ -111,7 +111,7 @@ def load_pipeline(model: Path | None, device, dtype_name: str):
     from higen.pipeline.pipeline import HiGenPipeline
 
     if model is None:
-        from higen.bundled import bundled_model_path
+        from higen.assets import bundled_model_path
 
         model = bundled_model_path()
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]

@@ -390,7 +390,7 @@ class HiGenPipeline:
         autoencoder's compute dtype, whatever they are stored in (a folder stored in fp16 still runs in fp32
         by default); None keeps the stored dtype."""
         if directory is None:
-            from higen.bundled import bundled_model_path
+            from higen.assets import bundled_model_path
 
             directory = bundled_model_path()
         directory = Path(directory)
