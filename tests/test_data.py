@@ -37,7 +37,8 @@ from higen.data import (
     read_shards,
 )
 from higen.data.dataset import sample_rng
-from higen.training.config import DataSection, load_config
+from higen.data.config import DataSection
+from higen.training.config import load_config
 
 H, W, FPS, N_FRAMES, N_CLIPS = 32, 48, 24, 24, 10
 

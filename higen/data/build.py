@@ -4,16 +4,14 @@ fingerprint a latent cache must match."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from higen.data.cache import open_cache
+from higen.data.config import DataSection
 from higen.data.decode import ClipSpec
 from higen.data.manifest import read_manifest
 from higen.data.shards import read_shards
 from higen.data.sources import Source, world_source
-
-if TYPE_CHECKING:
-    from higen.training.config import DataSection
 
 
 def clip_spec(cfg: DataSection, kind: str) -> ClipSpec:

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -22,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-if TYPE_CHECKING:
-    from higen.training.config import DataSection
+from higen.data.config import DataSection
 
 SKIP_REASONS = ("missing", "zero_length", "unreadable", "no_video_stream", "corrupt", "truncated", "too_short")
 MIN_FRAMES_POLICIES = ("skip", "pad")
