@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 from higen.cues import appearance_from_embeddings, motion_from_latents
 from higen.diffusion.schedule import NoiseSchedule
 from higen.encoders.histogram import HistogramEmbedder
+from higen.encoders.text import NULL_TEXT
 from higen.pipeline.pipeline import GenerationDefaults
 from higen.training.conditioning import (
-    NULL_TEXT, Conditioner, appearance_cue, caption_dropout_mask, image_cues, sample_generator, sample_generators, step_kind,
+    Conditioner, appearance_cue, caption_dropout_mask, image_cues, sample_generator, sample_generators, step_kind,
 )
 from higen.training.config import load_config
 from higen.training.logging import read_log

@@ -27,6 +27,10 @@ from torch import nn
 from higen.encoders import hf, open_clip
 from higen.io.checkpoint import CheckpointError, check_state_dict, load_checkpoint_file
 
+# The text of classifier-free guidance's unconditional branch at inference (the default negative prompt),
+# and the caption that training drops captions to: the two must be the same text.
+NULL_TEXT = ""
+
 
 class TextEncoder(nn.Module):
     """What the pipeline and the trainer rely on; subclasses set ``type_name`` and implement the rest."""
