@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 from higen.assets import BUNDLED_DIR
 from higen.bundled import _main, install
 from higen.pipeline.pipeline import HiGenPipeline
-from higen.testing import save_tiny_model
 from higen.training.config import load_config
+
+from support import save_tiny_model
 
 BUNDLED = pytest.mark.skipif(not (BUNDLED_DIR / "model_index.json").is_file(), reason="no bundled model in this checkout")
 
