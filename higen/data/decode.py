@@ -102,11 +102,6 @@ def fit_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return rearrange(x.round().clamp(0, 255).to(torch.uint8), "f c h w -> c f h w")
 
 
-def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 in [0, 255] -> float32 in [-1, 1] (any layout)."""
-    return pixels.float().div_(127.5).sub_(1.0)
-
-
 # ------------------------------------------------------------------------------------ decoding
 
 
@@ -127,7 +122,8 @@ def decode_clip(media: str | Path | bytes, spec: ClipSampling, rng: np.random.Ge
 
     Images (PNG, JPEG, WebP) are one-frame videos, so ``spec.frames = 1`` reads them too. The result is
     uint8 because it crosses from loader workers to the trainer 4x cheaper than float; the loader turns
-    it into ``[-1, 1]`` (``to_unit_range``). Raises ``SkipSample`` for every kind of unusable file.
+    it into ``[-1, 1]`` (``higen.encoders.autoencoder.to_unit_range``). Raises ``SkipSample`` for every
+    kind of unusable file.
     """
     _check_present(media)
     try:

@@ -16,7 +16,8 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import torch
 
-from higen.data.decode import ClipSampling, decode_clip, fit_frames, to_unit_range
+from higen.data.decode import ClipSampling, decode_clip, fit_frames
+from higen.encoders.autoencoder import to_unit_range
 
 
 @dataclass

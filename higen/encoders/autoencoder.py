@@ -34,6 +34,11 @@ SD21_AUTOENCODER_CONFIG: dict = dict(
 )
 
 
+def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 in [0, 255] -> float32 in [-1, 1], the range the autoencoder reads (any layout)."""
+    return pixels.float().div_(127.5).sub_(1.0)
+
+
 class VideoAutoencoder(nn.Module):
     """Per-frame ``AutoencoderKL``: videos ``b 3 f H W`` in [-1, 1] <-> scaled latents ``b c f h w``.
 
