@@ -44,7 +44,7 @@ def released_components(appearance: str):
     from higen.models.config import UNetConfig
     from higen.models.unet import HiGenUNet
     from higen.pipeline.pipeline import GenerationDefaults
-    from higen.testing import tiny_clip_tokenizer
+    from higen.tiny import tiny_clip_tokenizer
     from higen.training.components import Components
 
     tokenizer = tiny_clip_tokenizer()  # the vocabulary size does not change the cost of a step

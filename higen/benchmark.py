@@ -145,7 +145,7 @@ def bundled_like_pipeline(seed: int = 0):
     """
     from higen.encoders.text import MiniLMTextEncoder
     from higen.pipeline.pipeline import GenerationDefaults, HiGenPipeline
-    from higen.testing import seeded, tiny_autoencoder
+    from higen.tiny import seeded, tiny_autoencoder
 
     autoencoder = tiny_autoencoder(
         seed, block_out_channels=[32, 64, 128, 128], down_block_types=["DownEncoderBlock2D"] * 4,
@@ -166,7 +166,7 @@ def released_pipeline(device: torch.device, seed: int = 0):
     from higen.encoders.autoencoder import VideoAutoencoder
     from higen.encoders.text import CLIPTextEncoder
     from higen.pipeline.pipeline import HiGenPipeline
-    from higen.testing import seeded, tiny_clip_tokenizer
+    from higen.tiny import seeded, tiny_clip_tokenizer
 
     tokenizer = tiny_clip_tokenizer()
     vocab = len(tokenizer)
@@ -191,7 +191,7 @@ def load_benchmark_pipeline(model: Path | None, preset: str | None, device: torc
     if preset is not None:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if model is None:
-        from higen.bundled import bundled_model_path
+        from higen.assets import bundled_model_path
 
         model = bundled_model_path()
     return HiGenPipeline.from_pretrained(model, device=device), str(model)

@@ -12,16 +12,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-BUNDLED_DIR = Path(__file__).parent / "assets" / "bundled_model"
-
-
-def bundled_model_path() -> Path:
-    """The bundled model folder; a clear error if this installation has none."""
-    if not (BUNDLED_DIR / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"no model was named and the bundled model is not installed at {BUNDLED_DIR}; pass --model FOLDER"
-        )
-    return BUNDLED_DIR
+from higen.assets import BUNDLED_DIR
+from higen.encoders.autoencoder import VideoAutoencoder
+from higen.pipeline.pipeline import HiGenPipeline, write_model_folder
 
 
 def install(model_folder: str | Path, target: str | Path = BUNDLED_DIR, defaults: dict | None = None) -> Path:
@@ -29,9 +22,6 @@ def install(model_folder: str | Path, target: str | Path = BUNDLED_DIR, defaults
 
     ``defaults`` replaces generation defaults of the folder's ``pipeline.json``."""
     import torch
-
-    from higen.encoders.autoencoder import VideoAutoencoder
-    from higen.pipeline.pipeline import HiGenPipeline, write_model_folder
 
     pipe = HiGenPipeline.from_pretrained(model_folder)
     if defaults:

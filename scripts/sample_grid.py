@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--appearance", type=float)
     args = parser.parse_args(argv)
 
-    from higen.cli.generate import load_pipeline
+    from higen.cli.common import load_pipeline
     from higen.io.video import write_video
 
     pipe, model = load_pipeline(args.model, "cpu", "fp32")

@@ -8,10 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from higen.bundled import BUNDLED_DIR, _main, install
+from higen.assets import BUNDLED_DIR
+from higen.bundled import _main, install
 from higen.pipeline.pipeline import HiGenPipeline
-from higen.testing import save_tiny_model
 from higen.training.config import load_config
+
+from support import save_tiny_model
 
 BUNDLED = pytest.mark.skipif(not (BUNDLED_DIR / "model_index.json").is_file(), reason="no bundled model in this checkout")
 

@@ -22,7 +22,7 @@ import torch
 
 from higen.data import (
     Batch,
-    ClipSpec,
+    ClipSampling,
     SkipSample,
     TrainingData,
     build_cache,
@@ -37,7 +37,8 @@ from higen.data import (
     read_shards,
 )
 from higen.data.dataset import sample_rng
-from higen.training.config import DataSection, load_config
+from higen.data.config import DataSection
+from higen.training.config import load_config
 
 H, W, FPS, N_FRAMES, N_CLIPS = 32, 48, 24, 24, 10
 
@@ -147,14 +148,14 @@ def broken(clips) -> Path:
 
 
 def test_choose_frames_takes_source_frames_nearest_to_target_times():
-    spec = ClipSpec(frames=5, height=8, width=8, fps=10.0, random_start=False)
+    spec = ClipSampling(frames=5, height=8, width=8, fps=10.0, random_start=False)
     # 24 fps -> 10 fps: target time j / 10 s is source frame 2.4 j; nearest: 0, 2, 5, 7, 10
     assert choose_frames(48, spec.step(24), spec, np.random.default_rng(0)) == [0, 2, 5, 7, 10]
     assert choose_frames(48, spec.step(30), spec, np.random.default_rng(0)) == [0, 3, 6, 9, 12]
 
 
 def test_choose_frames_random_start_covers_the_valid_range_and_is_keyed_by_the_generator():
-    spec = ClipSpec(frames=4, height=8, width=8, fps=8.0)
+    spec = ClipSampling(frames=4, height=8, width=8, fps=8.0)
     starts = set()
     for seed in range(200):
         positions = choose_frames(24, 3.0, spec, np.random.default_rng(seed))
@@ -165,7 +166,7 @@ def test_choose_frames_random_start_covers_the_valid_range_and_is_keyed_by_the_g
 
 
 def test_choose_frames_too_short_rule():
-    spec = ClipSpec(frames=12, height=8, width=8, fps=4.0)
+    spec = ClipSampling(frames=12, height=8, width=8, fps=4.0)
     # 24 frames cannot hold 12 frames 6 apart: spread over the whole video, start 0 whatever the draw
     expected = [math.floor(j * 23 / 11 + 0.5) for j in range(12)]
     for seed in range(5):
@@ -175,7 +176,7 @@ def test_choose_frames_too_short_rule():
     with pytest.raises(SkipSample) as err:
         choose_frames(11, 6.0, spec, np.random.default_rng(0))
     assert err.value.reason == "too_short"
-    pad = ClipSpec(frames=6, height=8, width=8, min_frames_policy="pad")
+    pad = ClipSampling(frames=6, height=8, width=8, min_frames_policy="pad")
     assert choose_frames(4, 3.0, pad, np.random.default_rng(0)) == [0, 1, 2, 3, 3, 3]
 
 
@@ -183,7 +184,7 @@ def test_choose_frames_too_short_rule():
 
 
 def test_fps_resampling_decodes_the_chosen_source_frames(clips):
-    spec = ClipSpec(frames=4, height=16, width=24, fps=8.0)  # 24 -> 8 fps: every third frame
+    spec = ClipSampling(frames=4, height=16, width=24, fps=8.0)  # 24 -> 8 fps: every third frame
     for seed in range(4):
         clip = decode_clip(clips / "c3.mp4", spec, np.random.default_rng(seed))
         assert clip.shape == (3, 4, 16, 24) and clip.dtype == torch.uint8
@@ -191,15 +192,15 @@ def test_fps_resampling_decodes_the_chosen_source_frames(clips):
 
 
 def test_frame_stride_and_non_integer_fps_ratio(clips):
-    stride = ClipSpec(frames=4, height=16, width=24, frame_stride=5, random_start=False)
+    stride = ClipSampling(frames=4, height=16, width=24, frame_stride=5, random_start=False)
     assert frame_ids(decode_clip(clips / "c0.mp4", stride, np.random.default_rng(0))) == [0, 5, 10, 15]
-    ratio = ClipSpec(frames=5, height=16, width=24, fps=10.0, random_start=False)
+    ratio = ClipSampling(frames=5, height=16, width=24, fps=10.0, random_start=False)
     assert frame_ids(decode_clip(clips / "c0.mp4", ratio, np.random.default_rng(0))) == [0, 2, 5, 7, 10]
 
 
 def test_seeking_into_a_long_video_gives_the_same_frames_as_reading_from_the_start(tmp_path):
     path = write_clip(tmp_path / "long.mp4", frames=96, gop=8)  # keyframes every 8 frames
-    spec = ClipSpec(frames=4, height=16, width=24, fps=8.0)
+    spec = ClipSampling(frames=4, height=16, width=24, fps=8.0)
     starts = set()
     for seed in range(6):
         positions = choose_frames(96, 3.0, spec, np.random.default_rng(seed))
@@ -220,7 +221,7 @@ def test_fit_frames_scales_the_shorter_side_and_crops_the_centre():
 
 
 def test_images_are_one_frame_clips(clips):
-    image = decode_clip(clips / "images" / "p2.png", ClipSpec(frames=1, height=16, width=16), np.random.default_rng(0))
+    image = decode_clip(clips / "images" / "p2.png", ClipSampling(frames=1, height=16, width=16), np.random.default_rng(0))
     assert image.shape == (3, 1, 16, 16) and int(image[1].float().mean().round()) == 40
 
 
@@ -229,7 +230,7 @@ def test_images_are_one_frame_clips(clips):
     ("damaged.mkv", "corrupt"), ("short.mp4", "too_short"), ("audio.mp4", "no_video_stream"), ("nowhere.mp4", "missing"),
 ])
 def test_unusable_files_raise_skip_with_their_reason(broken, name, reason):
-    spec = ClipSpec(frames=8, height=16, width=24, fps=8.0)
+    spec = ClipSampling(frames=8, height=16, width=24, fps=8.0)
     with pytest.raises(SkipSample) as err:
         decode_clip(broken / name, spec, np.random.default_rng(0))
     assert err.value.reason == reason
@@ -244,7 +245,7 @@ def test_manifest_formats_give_the_same_rows(clips, tmp_path):
     (tmp_path / "m.tsv").write_text("path\tcaption\n" + "".join(f"{p}\t{c}\n" for p, c in rows))
     jsonl(tmp_path / "m.jsonl", [{"path": p, "caption": c, "extra": 1} for p, c in rows])
     (tmp_path / "m.txt").write_text("".join(f"{p}|||{c}\n" for p, c in rows) + "\n")
-    spec = ClipSpec(frames=1, height=8, width=8)
+    spec = ClipSampling(frames=1, height=8, width=8)
     for name in ("m.csv", "m.tsv", "m.jsonl", "m.txt"):
         source = read_manifest(tmp_path / name, spec, root=clips)
         assert [(Path(source.describe(i)).name, source.captions[i]) for i in range(len(source))] == rows
@@ -252,12 +253,12 @@ def test_manifest_formats_give_the_same_rows(clips, tmp_path):
 
 
 def test_manifest_paths_are_relative_to_the_manifest_folder_by_default(clips):
-    source = read_manifest(clips / "good.jsonl", ClipSpec(frames=1, height=8, width=8))
+    source = read_manifest(clips / "good.jsonl", ClipSampling(frames=1, height=8, width=8))
     assert Path(source.describe(4)) == clips / "c4.mp4"
 
 
 def test_manifest_errors_are_clear(clips, tmp_path):
-    spec = ClipSpec(frames=1, height=8, width=8)
+    spec = ClipSampling(frames=1, height=8, width=8)
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         read_manifest(tmp_path / "none.csv", spec)
     (tmp_path / "cols.csv").write_text("video,text\nc0.mp4,a\n")
@@ -281,10 +282,10 @@ def test_manifest_rows_with_missing_files_are_counted_and_listed(clips, tmp_path
     rows = [{"path": f"c{k}.mp4", "caption": ""} for k in range(3)] + [{"path": f"lost{k}.mp4", "caption": ""} for k in range(7)]
     jsonl(tmp_path / "m.jsonl", rows)
     with pytest.raises(FileNotFoundError) as err:
-        read_manifest(tmp_path / "m.jsonl", ClipSpec(frames=1, height=8, width=8), root=clips)
+        read_manifest(tmp_path / "m.jsonl", ClipSampling(frames=1, height=8, width=8), root=clips)
     message = str(err.value)
     assert "7 of 10 files do not exist" in message and "lost0.mp4, lost1.mp4" in message and "lost6.mp4" not in message
-    assert len(read_manifest(tmp_path / "m.jsonl", ClipSpec(frames=1, height=8, width=8), root=clips, check_files=False)) == 10
+    assert len(read_manifest(tmp_path / "m.jsonl", ClipSampling(frames=1, height=8, width=8), root=clips, check_files=False)) == 10
 
 
 def test_training_data_reports_start_up_errors(clips, tmp_path):
@@ -319,7 +320,7 @@ def test_shards_give_the_same_samples_as_the_manifest(clips, tmp_path):
 
 def test_shard_patterns_globs_and_lists(clips, tmp_path):
     pattern = make_shards(clips, tmp_path / "shards")
-    spec = ClipSpec(frames=1, height=8, width=8)
+    spec = ClipSampling(frames=1, height=8, width=8)
     names = [p.name for p in expand_shards(pattern)]
     assert names == ["train-000000.tar", "train-000001.tar", "train-000002.tar"]
     assert [p.name for p in expand_shards("train-*.tar", root=tmp_path / "shards")] == names
@@ -352,11 +353,11 @@ def test_shard_errors(clips, tmp_path):
     with tarfile.open(tmp_path / "incomplete.tar", "w") as tar:
         tar.add(clips / "c0.mp4", arcname="a.mp4")  # no caption
     with pytest.raises(ValueError, match="1 sample.* lack a video/image member or a caption.*: a"):
-        read_shards(str(tmp_path / "incomplete.tar"), ClipSpec(frames=1, height=8, width=8))
+        read_shards(str(tmp_path / "incomplete.tar"), ClipSampling(frames=1, height=8, width=8))
     with tarfile.open(tmp_path / "packed.tar.gz", "w:gz") as tar:
         tar.add(clips / "c0.mp4", arcname="a.mp4")
     with pytest.raises(ValueError, match="not an uncompressed tar"):
-        read_shards(str(tmp_path / "packed.tar.gz"), ClipSpec(frames=1, height=8, width=8))
+        read_shards(str(tmp_path / "packed.tar.gz"), ClipSampling(frames=1, height=8, width=8))
 
 
 # ------------------------------------------------------------------------- order, skips, resume
@@ -544,7 +545,7 @@ def test_cache_round_trip(broken, tmp_path):
 
 def test_cache_refuses_other_settings(clips, tmp_path):
     cfg = data_cfg(str(clips / "good.jsonl"))
-    source = read_manifest(clips / "good.jsonl", ClipSpec.from_config(cfg))
+    source = read_manifest(clips / "good.jsonl", ClipSampling.from_config(cfg))
     folder = build_cache(tmp_path / "cache", source, encode, cache_fingerprint(cfg, "video", ENCODERS), shard_size=4, progress=False)
     other = cache_fingerprint(data_cfg(None, frames=8), "video", ENCODERS | {"autoencoder": "sd21", "embedder": "clip"})
     with pytest.raises(ValueError) as err:
@@ -564,7 +565,7 @@ def test_cache_refuses_other_settings(clips, tmp_path):
 
 
 def test_a_failed_cache_build_leaves_nothing(clips, tmp_path):
-    source = read_manifest(clips / "good.jsonl", ClipSpec(frames=4, height=16, width=24))
+    source = read_manifest(clips / "good.jsonl", ClipSampling(frames=4, height=16, width=24))
     calls = []
 
     def failing(batch: Batch) -> dict[str, torch.Tensor]:

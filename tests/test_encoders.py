@@ -19,8 +19,10 @@ from higen.encoders import open_clip
 from higen.encoders.autoencoder import VideoAutoencoder, load_sd_autoencoder
 from higen.encoders.image import CLIP_MEAN, CLIP_STD, CLIPImageEmbedder
 from higen.encoders.text import CLIPTextEncoder, MiniLMTextEncoder, load_text_encoder
-from higen.models.state import CheckpointError
-from higen.testing import TINY_AUTOENCODER, tiny_autoencoder, tiny_clip_tokenizer, tiny_open_clip_state_dict, tiny_text_encoder
+from higen.io.checkpoint import CheckpointError
+from higen.tiny import TINY_AUTOENCODER, tiny_autoencoder, tiny_clip_tokenizer, tiny_text_encoder
+
+from support import tiny_open_clip_state_dict
 
 
 # ------------------------------------------------------------------------ OpenCLIP reference forward
@@ -409,7 +411,7 @@ def test_open_clip_visual_tower_matches_reference_forward(open_clip_file):
 
 
 def test_preprocess_takes_the_centre_square():
-    from higen.testing import tiny_image_embedder
+    from support import tiny_image_embedder
 
     embedder = tiny_image_embedder(image_size=8)
     # An 8 x 14 image whose value is its column index: the centre square is columns 3..10.

@@ -12,7 +12,9 @@ from conftest import FIXTURES
 from higen.cli.main import main
 from higen.io.image import read_image, write_image
 from higen.io.video import read_video
-from higen.testing import TINY_AUTOENCODER, save_tiny_model, tiny_autoencoder, tiny_clip_tokenizer, tiny_open_clip_state_dict
+from higen.tiny import TINY_AUTOENCODER, tiny_autoencoder, tiny_clip_tokenizer
+
+from support import save_tiny_model, tiny_open_clip_state_dict
 from test_encoders import ldm_from_diffusers
 
 TINY_VGEN = FIXTURES / "vgen_higen_tiny"

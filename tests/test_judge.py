@@ -308,7 +308,7 @@ def test_evaluate_cli(tmp_path, capsys):
 
 
 def test_evaluate_cli_with_a_tiny_model(tmp_path, capsys):
-    from higen.testing import save_tiny_model
+    from support import save_tiny_model
 
     model = save_tiny_model(tmp_path / "model")
     assert main(["evaluate", "--model", str(model), "--n", "2", "--frames", "4", "--size", "32", "--steps", "1",
@@ -345,7 +345,7 @@ def test_judge_on_washed_out_tinted_clips():
 
 
 def test_ground_truth_through_an_autoencoder_round_trip():
-    from higen.testing import tiny_autoencoder
+    from higen.tiny import tiny_autoencoder
     from higen.world.evaluate import evaluate_ground_truth, round_trip
 
     clean = evaluate_ground_truth(n=6, frames=4, height=32, width=32)

@@ -18,7 +18,9 @@ from higen import benchmark as B
 from higen.cli.main import main
 from higen.models.layers import Attention, FrameConv, add_frames
 from higen.pipeline.offload import ComponentOffload
-from higen.testing import save_tiny_model, tiny_pipeline, tiny_unet
+from higen.tiny import tiny_unet
+
+from support import save_tiny_model, tiny_pipeline
 
 ATOL = 1e-5
 

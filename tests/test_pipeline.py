@@ -1,4 +1,4 @@
-"""The two-stage pipeline end to end with tiny random components (higen.testing)."""
+"""The two-stage pipeline end to end with tiny random components (support.tiny_pipeline)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ import torch
 from higen.diffusion.sampling import SAMPLERS
 from higen.diffusion.schedule import offset_noise
 from higen.pipeline.pipeline import HiGenPipeline
-from higen.testing import TINY_DEFAULTS, tiny_pipeline
+
+from support import TINY_DEFAULTS, tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_minilm_pipeline_generates_and_round_trips(tmp_path):
 
 
 def test_a_model_without_decoupling_samples_in_one_stage_and_ignores_the_cue_controls():
-    from higen.testing import tiny_pipeline
+    from support import tiny_pipeline
 
     pipe = tiny_pipeline(decoupled=False)
     stages = []

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from higen.models.unet import HiGenUNet
-from higen.testing import save_tiny_model
+
+from support import save_tiny_model
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

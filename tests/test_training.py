@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 from higen.cues import appearance_from_embeddings, motion_from_latents
 from higen.diffusion.schedule import NoiseSchedule
 from higen.encoders.histogram import HistogramEmbedder
+from higen.encoders.text import NULL_TEXT
 from higen.pipeline.pipeline import GenerationDefaults
 from higen.training.conditioning import (
-    NULL_TEXT, Conditioner, appearance_cue, caption_dropout_mask, image_cues, sample_generator, sample_generators, step_kind,
+    Conditioner, appearance_cue, caption_dropout_mask, image_cues, sample_generator, sample_generators, step_kind,
 )
 from higen.training.config import load_config
 from higen.training.logging import read_log
@@ -384,7 +385,7 @@ def test_grad_accumulation_matches_a_bigger_batch(tmp_path):
 def test_vgen_init_starts_from_the_released_layout(tmp_path):
     """``model.init=vgen``: the official implementation's tiny fixture (VGen key names) is fine-tuned."""
     from higen.models.vgen import unet_config_from_vgen_kwargs, unet_from_vgen_state_dict
-    from higen.testing import tiny_autoencoder, tiny_text_encoder
+    from higen.tiny import tiny_autoencoder, tiny_text_encoder
 
     fixture = Path(__file__).parent / "fixtures" / "vgen_higen_tiny"
     kwargs = json.loads((fixture / "config.json").read_text())["vgen_kwargs"]
@@ -410,7 +411,7 @@ def test_folder_init_trains_fp32_weights_from_an_fp16_folder(tmp_path):
     ~lr would round away in fp16, and fp16 kernels crawl on a CPU)."""
     from safetensors.torch import save_file
 
-    from higen.testing import save_tiny_model
+    from support import save_tiny_model
     from higen.training.components import build_unet
 
     model = save_tiny_model(tmp_path / "tiny")
@@ -449,7 +450,7 @@ def _cli(args: list[str], capsys) -> tuple[int, str]:
 
 
 def _cli_config(tmp_path: Path, **extra) -> Path:
-    from higen.testing import save_tiny_model
+    from support import save_tiny_model
 
     model = save_tiny_model(tmp_path / "tiny")
     manifest = _write_clips(tmp_path / "clips", 4)

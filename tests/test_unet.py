@@ -6,9 +6,9 @@ import torch
 
 from higen.cues import appearance_template, resample_appearance
 from higen.models.config import UNetConfig, tiny_unet_config
-from higen.models.state import CheckpointError
+from higen.io.checkpoint import CheckpointError, load_checkpoint_file
 from higen.models.unet import HiGenUNet
-from higen.models.vgen import load_checkpoint_file, unet_config_from_vgen_kwargs, unet_from_vgen_state_dict, unet_to_vgen_state_dict
+from higen.models.vgen import unet_config_from_vgen_kwargs, unet_from_vgen_state_dict, unet_to_vgen_state_dict
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

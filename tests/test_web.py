@@ -9,7 +9,8 @@ import pytest
 from higen.cli.main import main
 from higen.cli.web import WebGenerator
 from higen.io.video import read_video
-from higen.testing import tiny_pipeline
+
+from support import tiny_pipeline
 
 
 @pytest.fixture(scope="module")

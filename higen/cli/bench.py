@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from higen import benchmark as B
-    from higen.cli.generate import resolve_device
+    from higen.cli.common import resolve_device
     from higen.io.files import atomic_write_text
 
     for name in ("rounds", "generate_rounds", "batch", "steps", "threads", "frames", "height", "width"):

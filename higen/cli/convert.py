@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from higen.models.vgen import load_checkpoint_file, read_vgen_kwargs, unet_from_vgen_state_dict
+    from higen.io.checkpoint import load_checkpoint_file
+    from higen.models.vgen import read_vgen_kwargs, unet_from_vgen_state_dict
     from higen.pipeline.pipeline import write_model_folder
 
     if args.dst.exists() and (not args.dst.is_dir() or any(args.dst.iterdir())):

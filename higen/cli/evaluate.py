@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from higen.world import evaluate as ev
 
     if args.output is not None:
-        from higen.cli.generate import check_writable
+        from higen.cli.common import check_writable
 
         check_writable(args.output)
     height, width = args.height or args.size, args.width or args.size
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate_model(args: argparse.Namespace, height: int, width: int, progress: bool) -> dict:
     import numpy as np
 
-    from higen.cli.generate import load_pipeline, resolve_device
+    from higen.cli.common import load_pipeline, resolve_device
     from higen.world.evaluate import evaluate_model
 
     pipe, _ = load_pipeline(args.model, resolve_device(args.device), args.dtype)

@@ -47,7 +47,7 @@ def _numel(shape) -> int:
 def run(args: argparse.Namespace) -> int:
     model = args.model
     if model is None:
-        from higen.bundled import bundled_model_path
+        from higen.assets import bundled_model_path
 
         model = bundled_model_path()
     report = describe(model)

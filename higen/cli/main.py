@@ -5,35 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from higen.models.state import CheckpointError
+from higen.cli import autoencoder, bench, convert, evaluate, generate, info, train, web, world
+from higen.io.checkpoint import CheckpointError
+
+# Every command module, in the order ``higen --help`` lists them; each adds its subcommand(s).
+COMMANDS = (generate, convert, info, train, autoencoder, evaluate, world, bench, web)
 
 # Errors a user can cause and fix: printed as one message, never as a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, CheckpointError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from higen.cli import convert, generate, info
-
     parser = argparse.ArgumentParser(prog="higen", description="HiGen text-to-video: generate, convert released weights, inspect models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (generate, convert, info):
+    for module in COMMANDS:
         module.add_parser(sub)
-    _add_optional_commands(sub)
     return parser
-
-
-def _add_optional_commands(sub) -> None:
-    """Commands living in other parts of the package, added when those parts are present."""
-    import importlib
-
-    for module_name in ("higen.cli.train", "higen.cli.autoencoder", "higen.cli.evaluate", "higen.cli.world", "higen.cli.bench", "higen.cli.web"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:
-                continue
-            raise
-        module.add_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

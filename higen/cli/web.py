@@ -13,7 +13,7 @@ import random
 import time
 from pathlib import Path
 
-from higen.cli.generate import OFFLOAD, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
+from higen.cli.common import OFFLOAD, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
 
 SAMPLERS = ("ddim", "dpm++", "unipc")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from higen.data.decode import to_unit_range
 from higen.data.sources import Sample
+from higen.encoders.autoencoder import to_unit_range
 
 # Tensors a latent cache may hold that have their own Batch field; any other cached name goes to ``extra``.
 CACHE_FIELDS = ("latents", "text", "motion", "appearance")

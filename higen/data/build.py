@@ -4,22 +4,20 @@ fingerprint a latent cache must match."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from higen.data.cache import open_cache
-from higen.data.decode import ClipSpec
+from higen.data.config import DataSection
+from higen.data.decode import ClipSampling
 from higen.data.manifest import read_manifest
 from higen.data.shards import read_shards
 from higen.data.sources import Source, world_source
 
-if TYPE_CHECKING:
-    from higen.training.config import DataSection
 
-
-def clip_spec(cfg: DataSection, kind: str) -> ClipSpec:
-    """The clip spec of a stream: ``data.frames`` frames for "video", one for "image"; at latent size
+def clip_sampling(cfg: DataSection, kind: str) -> ClipSampling:
+    """How a stream's clips are sampled: ``data.frames`` frames for "video", one for "image"; at latent size
     (1/8, the SD autoencoder's factor) for the latent world."""
-    spec = ClipSpec.from_config(cfg, frames=1 if kind == "image" else None)
+    spec = ClipSampling.from_config(cfg, frames=1 if kind == "image" else None)
     return dataclasses.replace(spec, height=cfg.height // 8, width=cfg.width // 8) if cfg.latent else spec
 
 
@@ -34,7 +32,7 @@ def build_sources(cfg: DataSection, cache_settings: Mapping[str, Any] | None = N
         # middle frame (clip time (F // 2) / F), the frame video steps use as the spatial prior, so the spatial
         # stage learns the frame the temporal stage expects (halfway through a colour change or a growth).
         middle = (cfg.frames // 2) / cfg.frames
-        return {kind: world_source(cfg.length, clip_spec(cfg, kind), cfg.world_seed, cfg.latent, start=middle if kind == "image" else 0.0)
+        return {kind: world_source(cfg.length, clip_sampling(cfg, kind), cfg.world_seed, cfg.latent, start=middle if kind == "image" else 0.0)
                 for kind in ("video", "image")}
     locations = {kind: location for kind, location in (("video", cfg.videos), ("image", cfg.images)) if location}
     if not locations:
@@ -43,7 +41,7 @@ def build_sources(cfg: DataSection, cache_settings: Mapping[str, Any] | None = N
 
 
 def _source(cfg: DataSection, kind: str, location: str, cache_settings: Mapping[str, Any] | None) -> Source:
-    spec = clip_spec(cfg, kind)
+    spec = clip_sampling(cfg, kind)
     if cfg.source == "manifest":
         return read_manifest(location, spec, root=cfg.root, path_column=cfg.path_column, caption_column=cfg.caption_column,
                              check_files=cfg.check_files)
@@ -60,7 +58,7 @@ def cache_fingerprint(cfg: DataSection, kind: str, encoders: Mapping[str, Any]) 
     """The settings a latent cache of stream ``kind`` is built with and checked against: the caller's
     ``encoders`` identity (autoencoder, text encoder, image embedder, cue settings, ...) plus what shapes
     a clip (kind, frames, fps or stride, size, start and too-short rules)."""
-    spec = clip_spec(cfg, kind)
+    spec = clip_sampling(cfg, kind)
     clip = {
         "kind": kind, "frames": spec.frames, "height": spec.height, "width": spec.width,
         "fps": spec.fps if spec.frame_stride is None else None, "frame_stride": spec.frame_stride,

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -22,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-if TYPE_CHECKING:
-    from higen.training.config import DataSection
+from higen.data.config import DataSection
 
 SKIP_REASONS = ("missing", "zero_length", "unreadable", "no_video_stream", "corrupt", "truncated", "too_short")
 MIN_FRAMES_POLICIES = ("skip", "pad")
@@ -39,7 +37,7 @@ class SkipSample(Exception):
 
 
 @dataclass(frozen=True)
-class ClipSpec:
+class ClipSampling:
     """What one training sample looks like: ``frames`` frames of ``height x width``, sampled at ``fps``
     frames per second of source time or every ``frame_stride``-th source frame (when set)."""
 
@@ -52,7 +50,7 @@ class ClipSpec:
     min_frames_policy: str = "skip"  # skip | pad (repeat the last frame)
 
     @classmethod
-    def from_config(cls, cfg: DataSection, frames: int | None = None) -> ClipSpec:
+    def from_config(cls, cfg: DataSection, frames: int | None = None) -> ClipSampling:
         """The spec of ``cfg``; ``frames=1`` gives the image stream's spec."""
         return cls(frames=cfg.frames if frames is None else frames, height=cfg.height, width=cfg.width, fps=cfg.fps,
                    frame_stride=cfg.frame_stride, random_start=cfg.random_start, min_frames_policy=cfg.min_frames_policy)
@@ -66,7 +64,7 @@ class ClipSpec:
         return float(source_fps) / self.fps
 
 
-def choose_frames(count: int, step: float, spec: ClipSpec, rng: np.random.Generator) -> list[int]:
+def choose_frames(count: int, step: float, spec: ClipSampling, rng: np.random.Generator) -> list[int]:
     """Ascending source frame indices (0-based, may repeat) for one clip from a video of ``count`` frames.
 
     Frame j is the source frame nearest to ``start + j * step``. The too-short rule: when the clip at
@@ -104,11 +102,6 @@ def fit_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return rearrange(x.round().clamp(0, 255).to(torch.uint8), "f c h w -> c f h w")
 
 
-def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 in [0, 255] -> float32 in [-1, 1] (any layout)."""
-    return pixels.float().div_(127.5).sub_(1.0)
-
-
 # ------------------------------------------------------------------------------------ decoding
 
 
@@ -124,12 +117,13 @@ class _SeekMissed(Exception):
     """Seeking landed after the first wanted frame (or frames carry no timestamps): read from the start."""
 
 
-def decode_clip(media: str | Path | bytes, spec: ClipSpec, rng: np.random.Generator) -> torch.Tensor:
+def decode_clip(media: str | Path | bytes, spec: ClipSampling, rng: np.random.Generator) -> torch.Tensor:
     """Decode one clip from a file path or the bytes of a file: uint8 ``3 f H W`` (``f = spec.frames``).
 
     Images (PNG, JPEG, WebP) are one-frame videos, so ``spec.frames = 1`` reads them too. The result is
     uint8 because it crosses from loader workers to the trainer 4x cheaper than float; the loader turns
-    it into ``[-1, 1]`` (``to_unit_range``). Raises ``SkipSample`` for every kind of unusable file.
+    it into ``[-1, 1]`` (``higen.encoders.autoencoder.to_unit_range``). Raises ``SkipSample`` for every
+    kind of unusable file.
     """
     _check_present(media)
     try:
@@ -157,7 +151,7 @@ def _check_present(media: str | Path | bytes) -> None:
         raise SkipSample("zero_length", "the file is empty")
 
 
-def _decode(media: str | Path | bytes, spec: ClipSpec, rng: np.random.Generator, frame_count: int | None) -> torch.Tensor:
+def _decode(media: str | Path | bytes, spec: ClipSampling, rng: np.random.Generator, frame_count: int | None) -> torch.Tensor:
     container = _open(media)
     with container:
         if not container.streams.video:
@@ -199,7 +193,7 @@ def _frame_count(container: av.container.InputContainer, stream: av.video.stream
 
 
 def _read_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream, rate: Fraction | None,
-                 positions: list[int], spec: ClipSpec, seek: bool) -> list[torch.Tensor]:
+                 positions: list[int], spec: ClipSampling, seek: bool) -> list[torch.Tensor]:
     """Decode up to the last wanted frame; each wanted position takes the decoded frame nearest in time.
 
     A frame's position is its timestamp x the average rate (exact for constant-rate video, nearest in
@@ -233,7 +227,7 @@ def _read_frames(container: av.container.InputContainer, stream: av.video.stream
     return chosen
 
 
-def _fitted(decoded: tuple[float, av.VideoFrame], spec: ClipSpec, cache: dict[float, torch.Tensor]) -> torch.Tensor:
+def _fitted(decoded: tuple[float, av.VideoFrame], spec: ClipSampling, cache: dict[float, torch.Tensor]) -> torch.Tensor:
     # Fit each frame as soon as it is chosen, so a 4K source never holds more than one full frame.
     index, frame = decoded
     if index not in cache:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -31,11 +31,9 @@ from torch.utils.data import DataLoader
 
 from higen.data.batch import Batch, collate
 from higen.data.build import build_sources
+from higen.data.config import DataSection
 from higen.data.dataset import STREAM_TAG, LoadDataset, Loaded, as_list
 from higen.data.sources import Sample, Source
-
-if TYPE_CHECKING:
-    from higen.training.config import DataSection
 
 log = logging.getLogger("higen.data")
 

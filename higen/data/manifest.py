@@ -18,14 +18,14 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from higen.data.decode import ClipSpec
+from higen.data.decode import ClipSampling
 from higen.data.sources import ManifestSource, StringTable
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt")
 _SHOWN = 5  # missing files named in the error; the rest are counted
 
 
-def read_manifest(path: str | Path, spec: ClipSpec, *, root: str | Path | None = None, path_column: str = "path",
+def read_manifest(path: str | Path, spec: ClipSampling, *, root: str | Path | None = None, path_column: str = "path",
                   caption_column: str = "caption", check_files: bool = True) -> ManifestSource:
     """Read a manifest into a ``ManifestSource`` (its rows in file order)."""
     path = Path(path)

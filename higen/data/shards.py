@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from braceexpand import braceexpand
 
-from higen.data.decode import ClipSpec, SkipSample, decode_clip
+from higen.data.decode import ClipSampling, SkipSample, decode_clip
 from higen.data.sources import Sample, StringTable
 
 VIDEO_SUFFIXES = ("mp4", "webm", "avi", "mov", "mkv")
@@ -54,7 +54,7 @@ def expand_shards(patterns: str | Sequence[str], root: str | Path | None = None)
     return shards
 
 
-def read_shards(patterns: str | Sequence[str], spec: ClipSpec, *, root: str | Path | None = None) -> ShardSource:
+def read_shards(patterns: str | Sequence[str], spec: ClipSampling, *, root: str | Path | None = None) -> ShardSource:
     """Index the shards of ``patterns`` into a ``ShardSource``; images are preferred over videos when
     ``spec.frames == 1`` (the image stream), videos otherwise."""
     shards = expand_shards(patterns, root)
@@ -69,7 +69,7 @@ class ShardSource:
     """Samples of indexed tar shards, in shard order then member order; ``rows``: (shard number, key,
     data offset, size, caption) per sample."""
 
-    def __init__(self, shards: list[str], rows: list[tuple[int, str, int, int, str]], spec: ClipSpec) -> None:
+    def __init__(self, shards: list[str], rows: list[tuple[int, str, int, int, str]], spec: ClipSampling) -> None:
         self.shards, self.spec = shards, spec
         shard, keys, offset, size, captions = zip(*rows, strict=True)
         self.shard = np.asarray(shard, dtype=np.int32)

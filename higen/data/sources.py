@@ -16,7 +16,8 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import torch
 
-from higen.data.decode import ClipSpec, decode_clip, fit_frames, to_unit_range
+from higen.data.decode import ClipSampling, decode_clip, fit_frames
+from higen.encoders.autoencoder import to_unit_range
 
 
 @dataclass
@@ -64,7 +65,7 @@ class StringTable:
 class ManifestSource:
     """Files listed in a manifest (``higen.data.manifest.read_manifest``), decoded with PyAV."""
 
-    def __init__(self, paths: StringTable, captions: StringTable, base: str, spec: ClipSpec) -> None:
+    def __init__(self, paths: StringTable, captions: StringTable, base: str, spec: ClipSampling) -> None:
         self.paths, self.captions, self.base, self.spec = paths, captions, base, spec
 
     def __len__(self) -> int:
@@ -86,7 +87,7 @@ class WorldSource:
     and benchmarks train without an autoencoder. The spec's size is then the latent size.
     """
 
-    def __init__(self, dataset: Any, spec: ClipSpec, latent: bool = False) -> None:
+    def __init__(self, dataset: Any, spec: ClipSampling, latent: bool = False) -> None:
         self.dataset, self.spec, self.latent = dataset, spec, latent
 
     def __len__(self) -> int:
@@ -108,7 +109,7 @@ class WorldSource:
         return Sample(str(item["caption"]), tensors={"latents": torch.cat([rgb, rgb.mean(dim=0, keepdim=True)])})
 
 
-def world_source(length: int, spec: ClipSpec, seed: int, latent: bool = False, split: str = "train", start: float = 0.0) -> WorldSource:
+def world_source(length: int, spec: ClipSampling, seed: int, latent: bool = False, split: str = "train", start: float = 0.0) -> WorldSource:
     """A ``WorldSource`` over ``WorldDataset`` rendered directly at the spec's frames and size, from clip time ``start``."""
     from higen.world.dataset import WorldDataset
 

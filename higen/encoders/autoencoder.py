@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from higen.models.state import CheckpointError, check_state_dict
+from higen.io.checkpoint import CheckpointError, check_state_dict, load_checkpoint_file
 
 # Stable Diffusion 2.1's autoencoder (its LDM config ``first_stage_config``) in diffusers' terms:
 # 4 levels of 128/256/512/512 channels (8x down), 2 ResBlocks per encoder level, 4 latent channels.
@@ -32,6 +32,11 @@ SD21_AUTOENCODER_CONFIG: dict = dict(
     sample_size=512,
     scaling_factor=0.18215,
 )
+
+
+def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 in [0, 255] -> float32 in [-1, 1], the range the autoencoder reads (any layout)."""
+    return pixels.float().div_(127.5).sub_(1.0)
 
 
 class VideoAutoencoder(nn.Module):
@@ -144,8 +149,6 @@ def load_sd_autoencoder(ckpt_path: str | os.PathLike, config: dict | None = None
     """
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-    from higen.models.vgen import load_checkpoint_file
 
     state = load_checkpoint_file(ckpt_path)
     ldm = {k: v for k, v in state.items() if k.startswith(LDM_PREFIX)}

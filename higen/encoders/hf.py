@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from higen.models.state import CheckpointError
+from higen.io.checkpoint import CheckpointError
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from higen.encoders import hf, open_clip
-from higen.models.state import CheckpointError, check_state_dict
+from higen.io.checkpoint import CheckpointError, check_state_dict, load_checkpoint_file
 
 # CLIP's image normalisation (OpenAI CLIP and OpenCLIP alike).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -97,8 +97,6 @@ class CLIPImageEmbedder(nn.Module):
         raises :class:`CheckpointError` naming it.
         """
         from transformers import CLIPVisionModelWithProjection
-
-        from higen.models.vgen import load_checkpoint_file
 
         state = open_clip.visual_tower(load_checkpoint_file(path))
         config = _vision_config_from_open_clip(state, str(path), heads)

@@ -39,7 +39,7 @@ def visual_tower(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def require(state: Mapping[str, torch.Tensor], key: str, source: str, tower: str) -> torch.Tensor:
     """A tensor the tower's size is read from; a clear error when the file has no such tower."""
-    from higen.models.state import CheckpointError
+    from higen.io.checkpoint import CheckpointError
 
     if key not in state:
         raise CheckpointError(f"{source} has no OpenCLIP {tower} tower ({key!r} is missing)")

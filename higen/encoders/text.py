@@ -25,7 +25,11 @@ import torch
 from torch import nn
 
 from higen.encoders import hf, open_clip
-from higen.models.state import CheckpointError, check_state_dict
+from higen.io.checkpoint import CheckpointError, check_state_dict, load_checkpoint_file
+
+# The text of classifier-free guidance's unconditional branch at inference (the default negative prompt),
+# and the caption that training drops captions to: the two must be the same text.
+NULL_TEXT = ""
 
 
 class TextEncoder(nn.Module):
@@ -158,8 +162,6 @@ class CLIPTextEncoder(TextEncoder):
         ``None`` looks for the latter in an installed ``open_clip`` package.
         """
         from transformers import CLIPTextModelWithProjection
-
-        from higen.models.vgen import load_checkpoint_file
 
         tokenizer = open_clip.load_clip_tokenizer(tokenizer)
         state = open_clip.text_tower(load_checkpoint_file(path))

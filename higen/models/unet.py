@@ -16,7 +16,7 @@ from einops import rearrange
 
 from higen.cues import resample_appearance
 from higen.models.config import UNetConfig
-from higen.models.state import check_state_dict
+from higen.io.checkpoint import check_state_dict
 from higen.models.layers import (
     Downsample,
     ResBlock,

@@ -2,15 +2,12 @@
 
 - :func:`unet_config_from_vgen_kwargs`: VGen constructor kwargs -> our :class:`UNetConfig`.
 - :func:`vgen_key_map`: our state-dict names -> VGen names, derived from the modules' ``vgen_rename``.
-- :func:`load_checkpoint_file`: read a ``.pth``/``.ckpt``/``.bin`` (safely, ``weights_only``) or ``.safetensors``.
 - :func:`unet_from_vgen_state_dict`: a VGen state dict + kwargs -> a loaded :class:`HiGenUNet`, strictly.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from higen.models.config import UNetConfig
-from higen.models.state import CheckpointError, check_state_dict
+from higen.io.checkpoint import CheckpointError, check_state_dict
 from higen.models.unet import HiGenUNet
 
 # The constructor arguments of the released model (configs/higen_*.yaml over tools/modules/config.py).
@@ -154,40 +151,6 @@ def vgen_key_map(model: nn.Module) -> dict[str, str]:
 
     visit(model, "", "")
     return mapping
-
-
-def load_checkpoint_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch pickle loaded with ``weights_only=True``.
-
-    A ``{'state_dict': ...}`` wrapper and a ``module.`` prefix (DDP) are removed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_is_zip(path))
-    except CheckpointError:
-        raise
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"cannot read {path} as a checkpoint (truncated, or not a checkpoint?): {err}") from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
-
-
-def _is_zip(path: Path) -> bool:
-    return zipfile.is_zipfile(path)
 
 
 def unet_from_vgen_state_dict(

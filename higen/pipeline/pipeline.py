@@ -27,6 +27,7 @@ import torch
 from higen.cues import appearance_template, motion_constant
 from higen.diffusion.sampling import SAMPLERS, Conditioning, guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise
+from higen.encoders.text import NULL_TEXT
 from higen.models.unet import HiGenUNet
 from higen.io.folders import atomic_directory
 
@@ -49,7 +50,7 @@ class GenerationDefaults:
     sampler: str = "ddim"
     motion: float = 500.0
     appearance: float = 1.0
-    negative_prompt: str = ""
+    negative_prompt: str = NULL_TEXT
     offset_noise: float = 0.1
     decode_chunk_size: int = 2
     # False for a model trained without HiGen's decoupling (no spatial prior, no cues: the plain
@@ -390,7 +391,7 @@ class HiGenPipeline:
         autoencoder's compute dtype, whatever they are stored in (a folder stored in fp16 still runs in fp32
         by default); None keeps the stored dtype."""
         if directory is None:
-            from higen.bundled import bundled_model_path
+            from higen.assets import bundled_model_path
 
             directory = bundled_model_path()
         directory = Path(directory)

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from higen.training.config import DataSection, load_config
+from higen.data.config import DataSection
+from higen.training.config import load_config
 from higen.training.loss import contrast_weights
 
 

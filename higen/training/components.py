@@ -84,7 +84,8 @@ def build_unet(cfg: TrainConfig, load_weights: bool = True) -> HiGenUNet:
             torch.manual_seed(cfg.train.seed)
             unet = HiGenUNet(config)
     elif m.init == "vgen":
-        from higen.models.vgen import load_checkpoint_file, read_vgen_kwargs, unet_from_vgen_state_dict
+        from higen.io.checkpoint import load_checkpoint_file
+        from higen.models.vgen import read_vgen_kwargs, unet_from_vgen_state_dict
 
         unet = unet_from_vgen_state_dict(load_checkpoint_file(m.path), read_vgen_kwargs(m.vgen_config))
     else:

@@ -27,11 +27,8 @@ import numpy as np
 import torch
 
 from higen.cues import appearance_from_embeddings, motion_from_latents
-from higen.pipeline.pipeline import GenerationDefaults
+from higen.encoders.text import NULL_TEXT
 from higen.training.config import CuesSection
-
-# The unconditional text of classifier-free guidance at inference; training must drop captions to it.
-NULL_TEXT = GenerationDefaults.negative_prompt
 
 # The release remaps OpenCLIP cosines as 5 cos - 4 (cosine 0.8 -> 0). For the colour-histogram
 # embedder, cos = 1 - a when an object covering a fraction a of the frame changes colour completely
@@ -250,7 +247,7 @@ class Conditioner:
 
 
 __all__ = [
-    "NULL_TEXT", "DEFAULT_APPEARANCE_SCALE", "TrainingInputs", "Conditioner", "keyed_seed", "sample_generator",
+    "DEFAULT_APPEARANCE_SCALE", "TrainingInputs", "Conditioner", "keyed_seed", "sample_generator",
     "sample_generators", "step_kind", "caption_dropout_mask", "resolve_appearance", "resolve_appearance_scale",
     "encode_latents", "appearance_cue", "image_cues", "spatial_prior",
 ]

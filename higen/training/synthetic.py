@@ -120,15 +120,15 @@ TINY_RUN = ("data.source=world", "data.frames=4", "data.height=32", "data.width=
 
 
 def tiny_components(seed: int = 0, dropout: float = 0.1, appearance: str = "histogram", **unet):
-    """Tiny random components (``higen.testing``) for :func:`higen.training.trainer.train`.
+    """Tiny random components (``higen.tiny``) for :func:`higen.training.trainer.train`.
 
-    The UNet's zero-initialised branches are randomised (``higen.testing.tiny_unet``), so the prior
+    The UNet's zero-initialised branches are randomised (``higen.tiny.tiny_unet``), so the prior
     and the cues change its output from the first step. ``unet``: overrides of its tiny config.
     """
     from higen.diffusion.schedule import NoiseSchedule
     from higen.encoders.histogram import HistogramEmbedder
     from higen.pipeline.pipeline import GenerationDefaults
-    from higen.testing import tiny_autoencoder, tiny_text_encoder, tiny_unet
+    from higen.tiny import tiny_autoencoder, tiny_text_encoder, tiny_unet
     from higen.training.components import Components
 
     text_encoder = tiny_text_encoder(seed)

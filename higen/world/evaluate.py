@@ -235,7 +235,7 @@ def round_trip(autoencoder, video: np.ndarray) -> np.ndarray:
     import torch
     from einops import rearrange
 
-    from higen.data.decode import to_unit_range
+    from higen.encoders.autoencoder import to_unit_range
 
     x = to_unit_range(torch.from_numpy(np.ascontiguousarray(video)))
     with torch.inference_mode():

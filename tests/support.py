@@ -1,0 +1,88 @@
+"""Test support: a whole tiny random pipeline (a generation in well under a second on CPU), its model
+folder, a tiny CLIP vision tower and a random OpenCLIP state dict, over the components of ``higen.tiny``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from higen.encoders.image import CLIPImageEmbedder
+from higen.encoders.text import MiniLMTextEncoder, TextEncoder
+from higen.pipeline.pipeline import GenerationDefaults, HiGenPipeline
+from higen.tiny import TINY_AUTOENCODER, seeded, tiny_autoencoder, tiny_clip_tokenizer, tiny_text_encoder, tiny_unet
+
+# Generation defaults of the tiny pipeline: 4 frames of 32 x 32 pixels, 3 steps per stage.
+TINY_DEFAULTS = dict(frames=4, height=32, width=32, spatial_steps=3, temporal_steps=3, decode_chunk_size=4)
+
+
+def tiny_image_embedder(seed: int = 0, image_size: int = 32, dim: int = 16) -> CLIPImageEmbedder:
+    """A random 2-block CLIP vision tower (patch 8) projecting to ``dim``."""
+    from transformers import CLIPVisionConfig
+
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, projection_dim=dim, num_hidden_layers=2, num_attention_heads=2,
+        image_size=image_size, patch_size=8, hidden_act="gelu",
+    )
+    with seeded(seed):
+        return CLIPImageEmbedder.from_config(config)
+
+
+def tiny_pipeline(seed: int = 0, *, text_encoder: str = "clip", unet: dict | None = None, **defaults) -> HiGenPipeline:
+    """A tiny random :class:`HiGenPipeline`.
+
+    ``defaults`` override :data:`TINY_DEFAULTS` and the other :class:`GenerationDefaults`;
+    ``unet`` overrides :func:`tiny_unet_config`; ``text_encoder`` is ``"clip"`` (tiny random, 16-d) or
+    ``"minilm"`` (the real offline MiniLM, 384-d; the UNet's ``text_dim`` follows it).
+    """
+    if text_encoder not in ("clip", "minilm"):
+        raise ValueError(f"text_encoder must be 'clip' or 'minilm', got {text_encoder!r}")
+    encoder: TextEncoder = tiny_text_encoder(seed) if text_encoder == "clip" else MiniLMTextEncoder()
+    return HiGenPipeline(
+        tiny_unet(seed, **{"text_dim": encoder.dim, **(unet or {})}),
+        encoder,
+        tiny_autoencoder(seed),
+        defaults=GenerationDefaults(**{**TINY_DEFAULTS, **defaults}),
+    )
+
+
+def save_tiny_model(folder: str | os.PathLike, seed: int = 0, **kwargs) -> Path:
+    """Write :func:`tiny_pipeline` as a model folder (usable by ``higen generate --model``); returns it."""
+    tiny_pipeline(seed, **kwargs).save_pretrained(folder)
+    return Path(folder)
+
+
+def tiny_open_clip_state_dict(
+    seed: int = 0, width: int = 64, layers: int = 2, context_length: int = 77, embed_dim: int = 32,
+    vision_width: int = 64, vision_layers: int = 2, image_size: int = 32, patch_size: int = 8,
+) -> dict[str, torch.Tensor]:
+    """A random state dict in OpenCLIP's layout (text tower at the top level, ``visual.*``, ``logit_scale``).
+
+    The text vocabulary is the tiny tokenizer's, so :func:`tiny_clip_tokenizer` goes with it.
+    Weights have unit-scale LayerNorm gains and small random values elsewhere.
+    """
+    vocab = len(tiny_clip_tokenizer())
+    grid = image_size // patch_size
+    shapes = {
+        "token_embedding.weight": (vocab, width), "positional_embedding": (context_length, width),
+        "ln_final.weight": (width,), "ln_final.bias": (width,), "text_projection": (width, embed_dim), "logit_scale": (),
+        "visual.conv1.weight": (vision_width, 3, patch_size, patch_size), "visual.class_embedding": (vision_width,),
+        "visual.positional_embedding": (grid * grid + 1, vision_width), "visual.ln_pre.weight": (vision_width,),
+        "visual.ln_pre.bias": (vision_width,), "visual.ln_post.weight": (vision_width,), "visual.ln_post.bias": (vision_width,),
+        "visual.proj": (vision_width, embed_dim),
+    }
+    from higen.encoders.open_clip import tower_shapes
+
+    shapes.update(tower_shapes(width, 4 * width, layers))
+    shapes.update({f"visual.{k}": v for k, v in tower_shapes(vision_width, 4 * vision_width, vision_layers).items()})
+    generator = torch.Generator().manual_seed(seed)
+    state = {k: 0.1 * torch.randn(shape, generator=generator) for k, shape in shapes.items()}
+    for k in state:
+        if k.endswith(("ln_1.weight", "ln_2.weight", "ln_final.weight", "ln_pre.weight", "ln_post.weight")):
+            state[k] += 1.0
+    return state
+
+
+__all__ = ["TINY_DEFAULTS", "tiny_image_embedder", "tiny_pipeline", "save_tiny_model", "tiny_open_clip_state_dict"]
