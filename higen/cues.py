@@ -11,11 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Inference defaults of the release (higen_infer.yaml): motion_factor 500, appearance_factor 1.0.
-DEFAULT_MOTION = 500.0
-DEFAULT_APPEARANCE = 1.0
-
-
 def motion_from_latents(latents: torch.Tensor) -> torch.Tensor:
     """Training motion cue: ``floor(10 * ||z[:, :, i+1] - z[:, :, i]||_2)`` per adjacent frame pair.
 

@@ -121,33 +121,6 @@ def test_timestep_range_draws_only_inside_it(tmp_path, monkeypatch):
         run(tmp_path / "run2", "train.max_steps=1", "loss.timesteps=[0,1001]")
 
 
-def test_video_high_noise_fraction_draws_that_share_of_video_timesteps_from_the_noisy_end(tmp_path, monkeypatch):
-    generators = lambda: sample_generators(0, 0, list(range(4000)), "timestep")  # noqa: E731
-    # None is the plain draw, value for value
-    assert torch.equal(draw_timesteps(generators(), 1000, 0, None), draw_timesteps(generators(), 1000))
-    t = draw_timesteps(generators(), 1000, 0, (0.5, 900))
-    # half from [900, 1000), half uniform (a tenth of which also lands there): 55 % at t >= 900
-    share = (t >= 900).float().mean().item()
-    assert abs(share - 0.55) < 4 * math.sqrt(0.55 * 0.45 / 4000)
-    assert t.min() >= 0 and t.max() <= 999 and (t < 900).any()
-    assert torch.equal(draw_timesteps(generators(), 1000, 0, (1.0, 990)) >= 990, torch.ones(4000, dtype=torch.bool))
-    with pytest.raises(ValueError, match="high-noise range"):
-        draw_timesteps(generators(), 1000, 500, (0.5, 100))
-    for bad in (["loss.video_high_noise_fraction=1.5"], ["loss.video_high_noise_fraction=0.5", "loss.video_high_noise_from=1000"]):
-        with pytest.raises(ValueError, match="video_high_noise"):
-            tiny_config(tmp_path / "run", *bad)
-    # The trainer uses it on video steps only.
-    import higen.training.trainer as trainer_module
-
-    drawn, kinds = [], []
-    monkeypatch.setattr(trainer_module, "draw_timesteps", lambda *a: drawn.append(a[3]) or draw_timesteps(*a))
-    monkeypatch.setattr(trainer_module, "step_kind", lambda *a: kinds.append(step_kind(*a)) or kinds[-1])
-    run(tmp_path / "run", "train.max_steps=8", "cues.image_probability=0.5", "loss.video_high_noise_fraction=0.3",
-        "checkpoint.export_model=false")
-    assert set(kinds) == {"image", "video"}
-    assert drawn == [(0.3, 900) if kind == "video" else None for kind in kinds]
-
-
 def test_per_sample_randomness_is_independent_of_the_batch():
     alone = sample_generators(5, 9, [42], "noise")[0]
     batched = sample_generators(5, 9, [3, 42, 8], "noise")[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
@@ -59,10 +59,9 @@ class Conditioning:
     spatial_prior: torch.Tensor | None = None
     motion: torch.Tensor | None = None
     appearance: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
     def as_kwargs(self) -> dict:
-        return dict(text=self.text, spatial_prior=self.spatial_prior, motion=self.motion, appearance=self.appearance, **self.extra)
+        return dict(text=self.text, spatial_prior=self.spatial_prior, motion=self.motion, appearance=self.appearance)
 
 
 def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -77,12 +76,10 @@ def guided_denoiser(unet: torch.nn.Module, cond: Conditioning, uncond: Condition
     """v = u + scale (c - u), with both branches in one batched UNet call.
 
     Only the text differs between branches in HiGen; the prior and cues are kept in both (higen.md §2).
-    ``scale == 1`` (or no ``uncond``) runs the conditional branch alone. The text resampler's output
-    does not depend on the timestep, so it is computed once here rather than at every step.
+    ``scale == 1`` (or no ``uncond``) runs the conditional branch alone.
     """
     branches = [cond] if uncond is None or scale == 1.0 else [cond, uncond]
     kwargs = {k: _cat([b.as_kwargs()[k] for b in branches]) for k in cond.as_kwargs()}
-    kwargs["text_tokens"] = unet.text_resampler(kwargs["text"])  # text stays for configs that also embed it
     n = len(branches)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

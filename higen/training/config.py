@@ -104,12 +104,6 @@ class LossSection:
     # range trains one end of the schedule only, e.g. (500, 1000): the noisy steps where a video's layout and
     # motion are decided (docs/bundled_model.md, "Why direction is at chance"); the other steps then drift.
     timesteps: tuple[int, int] = (0, 1000)
-    # Not in the release: on video steps, draw each sample's timestep from [video_high_noise_from, high) with
-    # probability video_high_noise_fraction (else from [low, high) as above). A motion word (the world's
-    # direction) pays only at the noisiest steps, where the noisy latent no longer shows the motion: a tenth
-    # of uniform draws (docs/bundled_model.md, "Why direction is at chance"). 0: the release's draw.
-    video_high_noise_fraction: float = 0.0
-    video_high_noise_from: int = 900
 
 
 @dataclass
@@ -277,10 +271,6 @@ def _validate(cfg: TrainConfig) -> None:
     low, high = cfg.loss.timesteps
     if not 0 <= low < high:
         raise ValueError(f"config: loss.timesteps must be [low, high) with 0 <= low < high; got {list(cfg.loss.timesteps)}")
-    if not 0.0 <= cfg.loss.video_high_noise_fraction <= 1.0:
-        raise ValueError(f"config: loss.video_high_noise_fraction is a probability in [0, 1]; got {cfg.loss.video_high_noise_fraction}")
-    if cfg.loss.video_high_noise_fraction > 0 and not low <= cfg.loss.video_high_noise_from < high:
-        raise ValueError(f"config: loss.video_high_noise_from must lie in loss.timesteps [{low}, {high}); got {cfg.loss.video_high_noise_from}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.cues.offset_noise < 0:
