@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.utils.checkpoint
 from einops import rearrange
 
-from higen.cues import resample_appearance
+from higen.cues import Cues, resample_appearance
 from higen.models.config import UNetConfig
 from higen.models.state import check_state_dict
 from higen.models.layers import (
@@ -162,8 +162,8 @@ class HiGenUNet(nn.Module):
         timesteps: torch.Tensor,
         batch: int,
         frames: int,
-        motion: torch.Tensor | None,
-        appearance: torch.Tensor | None,
+        motion: torch.Tensor,
+        appearance: torch.Tensor,
     ) -> torch.Tensor:
         """Per-frame conditioning vector ``(b f) e`` = time MLP + motion MLP + appearance MLP (higen.md §2)
         (+ the frame-position MLP when ``config.frame_position``)."""
@@ -171,10 +171,10 @@ class HiGenUNet(nn.Module):
         t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps.reshape(batch)
         emb = self.time_embed(sinusoidal_embedding(t, base).to(self.dtype))
         emb = emb.repeat_interleave(frames, dim=0)
-        emb = emb + self.motion_embedding(motion, batch, frames, timesteps.device)
+        emb = emb + self.motion_embedding(motion, batch, frames)
         if self.position_embed is not None and frames > 1:
             emb = emb + self.position_embedding(batch, frames, timesteps.device)
-        return emb + self.appearance_embedding(appearance, batch, frames, timesteps.device)
+        return emb + self.appearance_embedding(appearance, batch, frames)
 
     def position_embedding(self, batch: int, frames: int, device) -> torch.Tensor:
         """Frame ``i``'s normalised time ``i / (F - 1)``, embedded like a timestep in [0, 1000] -> ``(b f) e``.
@@ -185,14 +185,12 @@ class HiGenUNet(nn.Module):
         emb = self.position_embed(sinusoidal_embedding(frame_times(frames, device), self.config.base_channels).to(self.dtype))  # f e
         return emb.repeat(batch, 1)
 
-    def motion_embedding(self, motion: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
+    def motion_embedding(self, motion: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         """Motion ``b (f-1)`` (per adjacent pair), ``b f``, or ``b``/``b 1`` for one frame -> ``(b f) e``.
 
         Per-pair values are embedded, then linearly interpolated to ``f`` frame positions before the MLP.
         """
         base = self.config.base_channels
-        if motion is None:
-            motion = torch.zeros(batch, max(frames - 1, 1), device=device)
         motion = motion.reshape(batch, -1)
         n = motion.shape[1]
         if frames == 1 and n != 1:
@@ -204,11 +202,9 @@ class HiGenUNet(nn.Module):
             emb = nn.functional.interpolate(emb.transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
         return self.motion_embed(emb.to(self.dtype)).reshape(batch * frames, -1)
 
-    def appearance_embedding(self, appearance: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
+    def appearance_embedding(self, appearance: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         """Appearance ``b f W`` (or a ``b f f`` similarity matrix, resampled to ``W``) -> ``(b f) e``."""
         width = self.config.appearance_width
-        if appearance is None:
-            appearance = torch.ones(batch, frames, width, device=device)
         if appearance.dim() != 3 or appearance.shape[:2] != (batch, frames):
             raise ValueError(f"appearance must be (batch, frames, {width}) = ({batch}, {frames}, {width}); got {tuple(appearance.shape)}")
         if appearance.shape[2] != width:
@@ -234,8 +230,9 @@ class HiGenUNet(nn.Module):
             timesteps: ``b`` (or a scalar) diffusion timesteps.
             text: text-encoder token features ``b L text_dim`` (before the resampler).
             spatial_prior: the prior latent ``b c h w``; None means zeros (the spatial stage).
-            motion: ``b (f-1)`` values; None means zeros. One frame: ``b``.
-            appearance: ``b f W``; None means ones (static appearance).
+            motion: ``b (f-1)`` values (one frame: ``b`` or ``b 1``); None means zeros.
+            appearance: ``b f W`` (or a ``b f f`` similarity matrix); None means ones (unchanging appearance).
+            The None defaults are :meth:`higen.cues.Cues.spatial_stage`'s.
         Returns:
             v-prediction ``b c f h w`` (contiguous), in ``x``'s dtype.
 
@@ -249,6 +246,10 @@ class HiGenUNet(nn.Module):
         if h % factor or w % factor:
             raise ValueError(f"latent size {h}x{w} must be divisible by {factor} (the UNet's downsampling)")
         out_dtype, dtype = x.dtype, self.dtype
+        if motion is None or appearance is None:
+            still = Cues.spatial_stage(b, f, x.device)
+            motion = still.motion if motion is None else motion
+            appearance = still.appearance if appearance is None else appearance
         emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance)
         # One context per sample: cross-attention shares it across the sample's frames (Attention.forward).
         context = self.text_resampler(text.to(dtype))

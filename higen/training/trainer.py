@@ -200,7 +200,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
             noise = draw_noise(sample_generators(t_cfg.seed, step, inputs.indices, "noise"), tuple(inputs.latents.shape[1:]), cfg.cues.offset_noise)
             with no_gradient_sync(model, micro < t_cfg.grad_accum - 1):
                 with _autocast(t_cfg.precision, device):
-                    loss = loss_fn(model, inputs.latents, t, noise, **inputs.unet_kwargs()).mean() / t_cfg.grad_accum
+                    loss = loss_fn(model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean() / t_cfg.grad_accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
             step_loss += loss.detach()
         if scaler is not None:
