@@ -189,9 +189,12 @@ def settings_from_args(args: argparse.Namespace, pipe):
             sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
         )
     except SettingError as err:
-        message = str(err)
+        message, flag = str(err), err.setting
+        for both in ("steps", "guidance"):  # --steps / --guidance set both stages' settings
+            if flag.endswith("_" + both) and getattr(args, flag) is None and getattr(args, both) is not None:
+                flag = both
         if message.startswith(err.setting):
-            message = "--" + err.setting.replace("_", "-") + message[len(err.setting):]
+            message = "--" + flag.replace("_", "-") + message[len(err.setting):]
         raise ValueError(message) from None
 
 

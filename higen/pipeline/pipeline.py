@@ -34,7 +34,8 @@ FOLDER_FORMAT = "higen-pipeline"
 FOLDER_VERSION = 1
 
 
-# The model folder's pipeline.json holds a GenerationSettings: the settings a call does not give.
+# The former name of GenerationSettings (a model folder's pipeline.json holds one: the settings a call does
+# not give), kept while higen.testing and training.conditioning still import it.
 GenerationDefaults = GenerationSettings
 
 
