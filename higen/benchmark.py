@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from higen.cues import Cues
 from higen.models.config import UNetConfig
 from higen.models.unet import HiGenUNet
 
@@ -144,7 +145,8 @@ def bundled_like_pipeline(seed: int = 0):
     16 frames of 64 x 64 pixels with the release's sampling defaults (50 + 50 DDIM steps, guidance 12).
     """
     from higen.encoders.text import MiniLMTextEncoder
-    from higen.pipeline.pipeline import GenerationDefaults, HiGenPipeline
+    from higen.pipeline.pipeline import HiGenPipeline
+    from higen.pipeline.settings import GenerationSettings
     from higen.tiny import seeded, tiny_autoencoder
 
     autoencoder = tiny_autoencoder(
@@ -153,7 +155,7 @@ def bundled_like_pipeline(seed: int = 0):
     )
     with seeded(seed):
         unet = HiGenUNet(bundled_like_config())
-    return HiGenPipeline(unet, MiniLMTextEncoder(), autoencoder, defaults=GenerationDefaults(frames=16, height=64, width=64))
+    return HiGenPipeline(unet, MiniLMTextEncoder(), autoencoder, defaults=GenerationSettings(frames=16, height=64, width=64))
 
 
 def released_pipeline(device: torch.device, seed: int = 0):
@@ -259,14 +261,15 @@ def variant_pipeline(pipe, variant: Variant, device: torch.device | None = None)
 
 # ------------------------------------------------------------------------------------- measurements
 def unet_inputs(config: UNetConfig, batch: int, frames: int, latent_hw, device, dtype=torch.float32, text_len: int = 77) -> dict:
-    """Random UNet inputs as the samplers give them: float32 latents (the UNet casts to its dtype)."""
+    """Random UNet inputs as the samplers give them: float32 latents (the UNet casts to its dtype), the cues of
+    the release's motion control (500) with unchanging appearance (one frame: the spatial stage's)."""
     h, w = latent_hw
+    cues = Cues.from_controls(500.0, 0.0, batch, frames, config.appearance_width, device=device)
     return dict(
         x=torch.randn(batch, config.in_channels, frames, h, w, device=device, dtype=dtype),
         timesteps=torch.full((batch,), 500, device=device),
         text=torch.randn(batch, text_len, config.text_dim, device=device, dtype=dtype),
-        motion=torch.full((batch, frames - 1), 500.0, device=device) if frames > 1 else torch.zeros(batch, device=device),
-        appearance=torch.ones(batch, frames, config.appearance_width, device=device),
+        **cues.unet_kwargs(),
     )
 
 

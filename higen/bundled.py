@@ -3,7 +3,7 @@
 ``python -m higen.bundled install MODEL_FOLDER [key=value ...]`` copies a trained model folder into the package,
 storing the UNet and the autoencoder in float16 (the repository keeps the weights under 30 MB); they still run
 in float32 (``HiGenPipeline.from_pretrained``'s default compute dtype). ``key=value`` pairs replace generation
-defaults (``GenerationDefaults`` fields: ``sampler=dpm++ spatial_steps=25 motion=20`` ...), values read as YAML.
+defaults (``GenerationSettings`` fields: ``sampler=dpm++ spatial_steps=25 motion=20`` ...), values read as YAML.
 """
 
 from __future__ import annotations

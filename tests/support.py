@@ -11,7 +11,8 @@ import torch
 
 from higen.encoders.image import CLIPImageEmbedder
 from higen.encoders.text import MiniLMTextEncoder, TextEncoder
-from higen.pipeline.pipeline import GenerationDefaults, HiGenPipeline
+from higen.pipeline.pipeline import HiGenPipeline
+from higen.pipeline.settings import GenerationSettings
 from higen.tiny import TINY_AUTOENCODER, seeded, tiny_autoencoder, tiny_clip_tokenizer, tiny_text_encoder, tiny_unet
 
 # Generation defaults of the tiny pipeline: 4 frames of 32 x 32 pixels, 3 steps per stage.
@@ -33,7 +34,7 @@ def tiny_image_embedder(seed: int = 0, image_size: int = 32, dim: int = 16) -> C
 def tiny_pipeline(seed: int = 0, *, text_encoder: str = "clip", unet: dict | None = None, **defaults) -> HiGenPipeline:
     """A tiny random :class:`HiGenPipeline`.
 
-    ``defaults`` override :data:`TINY_DEFAULTS` and the other :class:`GenerationDefaults`;
+    ``defaults`` override :data:`TINY_DEFAULTS` and the other :class:`GenerationSettings`;
     ``unet`` overrides :func:`tiny_unet_config`; ``text_encoder`` is ``"clip"`` (tiny random, 16-d) or
     ``"minilm"`` (the real offline MiniLM, 384-d; the UNet's ``text_dim`` follows it).
     """
@@ -44,7 +45,7 @@ def tiny_pipeline(seed: int = 0, *, text_encoder: str = "clip", unet: dict | Non
         tiny_unet(seed, **{"text_dim": encoder.dim, **(unet or {})}),
         encoder,
         tiny_autoencoder(seed),
-        defaults=GenerationDefaults(**{**TINY_DEFAULTS, **defaults}),
+        defaults=GenerationSettings(**{**TINY_DEFAULTS, **defaults}),
     )
 
 

@@ -98,8 +98,12 @@ def test_progress_bar_runs(model, tmp_path, capsys):
         (["--frames", "0"], "frames must be at least 1"),
         (["--height", "30"], "height 30 must be a positive multiple of 4"),
         (["--sampler", "euler"], "unknown sampler 'euler'"),
-        (["--steps", "-2"], "steps must be at least 1"),
+        (["--steps", "-2"], "--steps must be at least 1"),
         (["--fps", "0"], "--fps must be positive"),
+        (["--motion", "nan"], "--motion must be a finite number"),
+        (["--appearance", "inf"], "--appearance must be a finite number"),
+        (["--guidance", "nan"], "--guidance must be a finite number"),
+        (["--temporal-guidance", "inf"], "--temporal-guidance must be a finite number"),
     ],
 )
 def test_user_errors_exit_2_without_output(model, tmp_path, capsys, args, message):

@@ -27,7 +27,7 @@ def test_generation_shapes_and_dtypes(pipe):
     assert out.latents.shape == (2, 4, 3, 8, 12) and out.prior_latents.shape == (2, 4, 8, 12)
     assert out.settings["frames"] == 3 and out.settings["seed"] == 1 and out.settings["prompt"] == ["a red ball", "a blue square"]
     assert out.video.std() > 0  # not a constant image
-    # Defaults come from the model's GenerationDefaults.
+    # Defaults come from the model's GenerationSettings.
     assert pipe("a cat", seed=0).video.shape == (1, TINY_DEFAULTS["frames"], TINY_DEFAULTS["height"], TINY_DEFAULTS["width"], 3)
 
 

@@ -18,9 +18,9 @@ from higen.cues import appearance_from_embeddings, motion_from_latents
 from higen.diffusion.schedule import NoiseSchedule
 from higen.encoders.histogram import HistogramEmbedder
 from higen.encoders.text import NULL_TEXT
-from higen.pipeline.pipeline import GenerationDefaults
+from higen.pipeline.settings import GenerationSettings
 from higen.training.conditioning import (
-    Conditioner, appearance_cue, caption_dropout_mask, image_cues, sample_generator, sample_generators, step_kind,
+    Conditioner, caption_dropout_mask, sample_generator, sample_generators, step_kind,
 )
 from higen.training.config import load_config
 from higen.training.logging import read_log
@@ -122,33 +122,6 @@ def test_timestep_range_draws_only_inside_it(tmp_path, monkeypatch):
         run(tmp_path / "run2", "train.max_steps=1", "loss.timesteps=[0,1001]")
 
 
-def test_video_high_noise_fraction_draws_that_share_of_video_timesteps_from_the_noisy_end(tmp_path, monkeypatch):
-    generators = lambda: sample_generators(0, 0, list(range(4000)), "timestep")  # noqa: E731
-    # None is the plain draw, value for value
-    assert torch.equal(draw_timesteps(generators(), 1000, 0, None), draw_timesteps(generators(), 1000))
-    t = draw_timesteps(generators(), 1000, 0, (0.5, 900))
-    # half from [900, 1000), half uniform (a tenth of which also lands there): 55 % at t >= 900
-    share = (t >= 900).float().mean().item()
-    assert abs(share - 0.55) < 4 * math.sqrt(0.55 * 0.45 / 4000)
-    assert t.min() >= 0 and t.max() <= 999 and (t < 900).any()
-    assert torch.equal(draw_timesteps(generators(), 1000, 0, (1.0, 990)) >= 990, torch.ones(4000, dtype=torch.bool))
-    with pytest.raises(ValueError, match="high-noise range"):
-        draw_timesteps(generators(), 1000, 500, (0.5, 100))
-    for bad in (["loss.video_high_noise_fraction=1.5"], ["loss.video_high_noise_fraction=0.5", "loss.video_high_noise_from=1000"]):
-        with pytest.raises(ValueError, match="video_high_noise"):
-            tiny_config(tmp_path / "run", *bad)
-    # The trainer uses it on video steps only.
-    import higen.training.trainer as trainer_module
-
-    drawn, kinds = [], []
-    monkeypatch.setattr(trainer_module, "draw_timesteps", lambda *a: drawn.append(a[3]) or draw_timesteps(*a))
-    monkeypatch.setattr(trainer_module, "step_kind", lambda *a: kinds.append(step_kind(*a)) or kinds[-1])
-    run(tmp_path / "run", "train.max_steps=8", "cues.image_probability=0.5", "loss.video_high_noise_fraction=0.3",
-        "checkpoint.export_model=false")
-    assert set(kinds) == {"image", "video"}
-    assert drawn == [(0.3, 900) if kind == "video" else None for kind in kinds]
-
-
 def test_per_sample_randomness_is_independent_of_the_batch():
     alone = sample_generators(5, 9, [42], "noise")[0]
     batched = sample_generators(5, 9, [3, 42, 8], "noise")[1]
@@ -169,7 +142,7 @@ def test_caption_dropout_rate_and_null_text():
     assert not any(caption_dropout_mask(3, 1, list(range(50)), 0.0))
     assert all(caption_dropout_mask(3, 1, list(range(50)), 1.0))
     # The null text is what inference uses for the unconditional branch.
-    assert NULL_TEXT == GenerationDefaults().negative_prompt == ""
+    assert NULL_TEXT == GenerationSettings().negative_prompt == ""
     components = tiny_components()
     data = SyntheticData(frames=4, height=32, width=32, length=8, seed=0, batch_size=2)
     batch = data.next_batch("video")
@@ -201,8 +174,8 @@ def test_video_conditioning(frames):
     latents = inputs.latents
     assert latents.shape == (2, 4, frames, 16, 16)
     # The spatial prior is the clean latent of the middle frame (higen.md §1).
-    assert torch.equal(inputs.spatial_prior, latents[:, :, frames // 2])
-    assert torch.equal(inputs.motion, motion_from_latents(latents).float())
+    assert torch.equal(inputs.cues.spatial_prior, latents[:, :, frames // 2])
+    assert torch.equal(inputs.cues.motion, motion_from_latents(latents).float())
     # Latents are a posterior sample keyed by (seed, step, index): the same alone or in any batch.
     i = batch.indices[1]
     own = components.autoencoder.encode(batch.pixels[1:2], sample=True, generator=sample_generator(4, 3, i, "posterior"))
@@ -212,7 +185,7 @@ def test_video_conditioning(frames):
     # Appearance: 1 - k (1 - cos) of the per-frame embeddings.
     e = torch.nn.functional.normalize(components.embedder.embed(batch.pixels), dim=-1)
     cos = e @ e.transpose(1, 2)
-    torch.testing.assert_close(inputs.appearance, 1 - 10.0 * (1 - cos))
+    torch.testing.assert_close(inputs.cues.appearance, 1 - 10.0 * (1 - cos))
 
 
 def test_image_step_cues_are_what_stage_one_sees():
@@ -221,22 +194,22 @@ def test_image_step_cues_are_what_stage_one_sees():
     inputs = conditioner(components)(data.next_batch("image"), step=1)
     b = 2
     assert inputs.latents.shape[2] == 1
-    assert torch.equal(inputs.spatial_prior, torch.zeros(b, 4, 16, 16))
-    assert torch.equal(inputs.motion, torch.zeros(b))
-    assert torch.equal(inputs.appearance, torch.ones(b, 1, 1))
-    prior, motion, appearance = image_cues(inputs.latents)
-    assert torch.equal(prior, inputs.spatial_prior)
-    # The pipeline's spatial stage passes appearance ones (b, 1, W): the UNet embeds both identically.
+    # Cues.spatial_stage: no prior (the UNet reads zeros), motion [0], appearance ones.
+    assert inputs.cues.spatial_prior is None
+    assert torch.equal(inputs.cues.motion, torch.zeros(b, 1))
+    assert torch.equal(inputs.cues.appearance, torch.ones(b, 1, 1))
+    # The 1 x 1 appearance matrix and ones (b, 1, W) are embedded identically.
     unet = components.unet
     width = unet.config.appearance_width
-    torch.testing.assert_close(unet.appearance_embedding(inputs.appearance, b, 1, "cpu"),
-                               unet.appearance_embedding(torch.ones(b, 1, width), b, 1, "cpu"))
+    torch.testing.assert_close(unet.appearance_embedding(inputs.cues.appearance, b, 1),
+                               unet.appearance_embedding(torch.ones(b, 1, width), b, 1))
 
 
 def test_appearance_scale_five_is_the_release_remap():
     e = torch.randn(2, 6, 16)
-    torch.testing.assert_close(appearance_cue(e, 5.0), appearance_from_embeddings(e))
-    torch.testing.assert_close(appearance_cue(e, 1.0), torch.nn.functional.normalize(e, dim=-1) @ torch.nn.functional.normalize(e, dim=-1).transpose(1, 2))
+    n = torch.nn.functional.normalize(e, dim=-1)
+    torch.testing.assert_close(appearance_from_embeddings(e), 5 * n @ n.transpose(1, 2) - 4)
+    torch.testing.assert_close(appearance_from_embeddings(e, 1.0), n @ n.transpose(1, 2))
 
 
 # ---------------------------------------------------------------------------- histogram embedder
@@ -287,7 +260,7 @@ def test_histogram_ignores_position_and_sees_colour_and_size():
     assert torch.allclose(cos[0, 2], torch.tensor(1 - a), atol=1e-6)
     assert torch.allclose(cos[0, 3], torch.tensor(math.sqrt((1 - a) * (1 - 2 * a)) + math.sqrt(a * 2 * a)), atol=1e-6)
     # The default scale 10 maps a complete colour change of a tenth of the frame to about 0.
-    appearance = appearance_cue(e[None], 10.0)[0]
+    appearance = appearance_from_embeddings(e[None], 10.0)[0]
     assert abs(appearance[0, 2].item()) < 1e-4 and torch.allclose(appearance[0, 1], torch.tensor(1.0), atol=1e-5)
 
 
@@ -394,7 +367,7 @@ def test_vgen_init_starts_from_the_released_layout(tmp_path):
     out = tmp_path / "run"
     cfg = tiny_config(out, "model.init=vgen", f"model.path={fixture / 'state_dict.safetensors'}", f"model.vgen_config={fixture / 'config.json'}",
                       f"model.text_encoder={tmp_path / 'text_encoder'}", f"model.autoencoder={tmp_path / 'autoencoder'}",
-                      "train.max_steps=1", "optim.lr=1e-4", "cues.appearance=ones", "checkpoint.export_model=false")
+                      "train.max_steps=1", "optim.lr=1e-4", "cues.appearance_embedder=ones", "checkpoint.export_model=false")
     train(cfg, data_factory=synthetic_factory())
     meta = json.loads((out / "checkpoints" / "step_0000001" / "trainer.json").read_text())
     assert meta["unet_config"] == unet_config_from_vgen_kwargs(kwargs).to_dict()
@@ -578,7 +551,7 @@ def test_train_cache_then_train_from_it(tmp_path, capsys):
     assert code == 0, err
     assert len(read_log(tmp_path / "run" / "log.jsonl")) == 1  # log.every 10: the last step only
     # A run whose cues differ from the cache's is refused, naming the setting.
-    code, err = _cli(["train", "--config", str(config), *on_cache, "cues.appearance=ones", f"train.output_dir={tmp_path / 'other'}"], capsys)
+    code, err = _cli(["train", "--config", str(config), *on_cache, "cues.appearance_embedder=ones", f"train.output_dir={tmp_path / 'other'}"], capsys)
     assert code == 2 and "appearance" in err and err.strip().count("\n") == 0, err
     assert not (tmp_path / "other" / "checkpoints").exists()
 
@@ -644,10 +617,10 @@ def test_without_decoupling_every_step_sees_the_stage_one_inputs():
                         caption_dropout=0.0, appearance_scale=10.0, device=torch.device("cpu"), decoupled=False)(batch, step=3)
     higen = conditioner(components, seed=4)(batch, step=3)
     assert torch.equal(plain.latents, higen.latents) and torch.equal(plain.text, higen.text)
-    assert torch.equal(plain.spatial_prior, torch.zeros_like(higen.spatial_prior))
-    assert torch.equal(plain.motion, torch.zeros(2, 3))
-    assert torch.equal(plain.appearance, torch.ones(2, 4, 4))
-    assert higen.motion.abs().sum() > 0  # the HiGen inputs do carry a signal here
+    assert plain.cues.spatial_prior is None and higen.cues.spatial_prior is not None
+    assert torch.equal(plain.cues.motion, torch.zeros(2, 3))
+    assert torch.equal(plain.cues.appearance, torch.ones(2, 4, 4))
+    assert higen.cues.motion.abs().sum() > 0  # the HiGen inputs do carry a signal here
 
 
 def test_generation_section_and_the_ablation_reach_the_exported_model(tmp_path):

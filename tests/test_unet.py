@@ -85,64 +85,6 @@ def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_norma
         unet_to_vgen_state_dict(model)
 
 
-def test_text_embedding_adds_pooled_text_and_frame_time_to_every_frame_embedding():
-    config = tiny_unet_config(text_embedding=True)
-    torch.manual_seed(0)
-    model = HiGenUNet(config).eval()
-    text = torch.randn(2, 5, config.text_dim)
-    assert torch.equal(model.text_embedding(text, 4), torch.zeros(8, config.embed_dim))  # no-op at init
-    randomize(model)
-    with torch.no_grad():
-        emb = model.text_embedding(text, 4).reshape(2, 4, -1)
-        # a distinct vector per frame and per caption
-        assert len({tuple(row.tolist()) for row in emb.reshape(8, -1)}) == 8
-        # the pooled text is the mean of the tokens that are not padding (all-zero rows)
-        padded = torch.cat([text, torch.zeros(2, 3, config.text_dim)], dim=1)
-        torch.testing.assert_close(model.text_embedding(padded, 4), emb.reshape(8, -1))
-        # one frame (the spatial stage) sits at the clip's middle time: frame 1 of 3
-        torch.testing.assert_close(model.text_embedding(text, 1), model.text_embedding(text, 3).reshape(2, 3, -1)[:, 1])
-        # it reaches the output in both stages, and the guided sampler's precomputed tokens need the text too
-        for frames in (1, 3):
-            args = inputs(config, f=frames)
-            before = model(**args)
-            for p in model.text_embed.parameters():
-                p.add_(0.5)
-            assert not torch.equal(model(**args), before)
-            for p in model.text_embed.parameters():
-                p.sub_(0.5)
-        tokens = model.text_resampler(args["text"])
-        torch.testing.assert_close(model(args["x"], args["timesteps"], args["text"], text_tokens=tokens), model(**args))
-        with pytest.raises(ValueError, match="pass text"):
-            model(args["x"], args["timesteps"], None, text_tokens=tokens)
-    with pytest.raises(ValueError, match="pooled text"):
-        unet_to_vgen_state_dict(model)
-
-
-def test_text_passthrough_appends_each_projected_token_to_the_resampled_context():
-    config = tiny_unet_config(text_passthrough=True)
-    torch.manual_seed(0)
-    model = randomize(HiGenUNet(config))
-    plain = randomize(HiGenUNet(tiny_unet_config()))
-    text = torch.randn(2, 5, config.text_dim)
-    with torch.no_grad():
-        context = model.text_resampler(text)
-        assert context.shape == (2, config.num_text_tokens + 5, config.context_dim)
-        resampler = model.text_resampler
-        torch.testing.assert_close(context[:, config.num_text_tokens :], resampler.passthrough(text))
-        # the learned queries are the release's resampler, unchanged
-        plain.text_resampler.load_state_dict({k: v for k, v in resampler.state_dict().items() if not k.startswith("passthrough")})
-        torch.testing.assert_close(context[:, : config.num_text_tokens], plain.text_resampler(text))
-        # one changed token moves its own passthrough row and no other
-        edited = text.clone()
-        edited[:, 2] += 1.0
-        moved = (model.text_resampler(edited) - context)[:, config.num_text_tokens :].abs().amax(dim=(0, 2))
-        assert moved[2] > 0 and torch.equal(moved[[0, 1, 3, 4]], torch.zeros(4))
-        out = model(**inputs(config, f=3))
-        assert out.shape == inputs(config, f=3)["x"].shape and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match="passthrough"):
-        unet_to_vgen_state_dict(model)
-
-
 @pytest.mark.parametrize("frames", [2, 3, 8, 13])
 def test_any_number_of_frames(frames):
     config = tiny_unet_config(appearance_width=8)
@@ -206,7 +148,7 @@ def test_latent_size_must_fit_the_downsampling():
 
 OTHER_VGEN_KWARGS = dict(
     in_dim=4, out_dim=4, dim=64, y_dim=48, context_dim=1024, dim_mult=[1, 2, 3], num_heads=None, head_dim=32,
-    num_res_blocks=1, attn_scales=[0.5], dropout=0.0, temporal_attention=True, use_fps_condition=True,
+    num_res_blocks=1, attn_scales=[0.5], dropout=0.0, temporal_attention=True, use_fps_condition=False,
     num_tokens=3, context_embedding_depth=1, use_checkpoint=False,
 )
 
@@ -226,15 +168,19 @@ def test_conversion_round_trips_another_vgen_configuration():
     model = randomize(HiGenUNet(config))
     vgen_state = unet_to_vgen_state_dict(model)
     # Reference layout facts: one decoder unit per level with an upsample at index 1 or 3,
-    # fps embedding present, the misspelt temporal conv name.
-    assert "fps_embedding.0.weight" in vgen_state
+    # the misspelt temporal conv name.
     assert "output_blocks.1.1.conv.weight" in vgen_state  # level 2: no attention, upsample at index 1
     assert "output_blocks.3.3.conv.weight" in vgen_state  # level 1: res, spatial, temporal, upsample
     assert "input_blocks.1.0.temopral_conv.conv4.3.weight" in vgen_state
     loaded = unet_from_vgen_state_dict(vgen_state, OTHER_VGEN_KWARGS)
     args = inputs(config, f=3)
     with torch.no_grad():
-        assert torch.equal(model(**args, fps=torch.tensor([8.0, 8.0])), loaded(**args, fps=torch.tensor([8.0, 8.0])))
+        assert torch.equal(model(**args), loaded(**args))
+
+
+def test_config_from_vgen_kwargs_refuses_the_frame_rate_embedding():
+    with pytest.raises(ValueError, match="use_fps_condition=True"):
+        unet_config_from_vgen_kwargs({**OTHER_VGEN_KWARGS, "use_fps_condition": True})
 
 
 def test_strict_conversion_lists_missing_unexpected_and_wrong_shapes():

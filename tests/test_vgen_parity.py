@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import FIXTURES
-from higen.cues import appearance_template, motion_constant, motion_from_latents
-from higen.diffusion.sampling import Conditioning, guided_denoiser, make_sampler, sample
+from higen.cues import Cues, appearance_template, motion_constant, motion_from_latents
+from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, q_sample, v_target
 from higen.models.unet import HiGenUNet
 from higen.models.vgen import (
@@ -95,13 +95,12 @@ def test_ddim_timesteps_are_the_releases():
 def test_two_stage_sampling(tiny_model, vgen_tiny):
     _, _, io = vgen_tiny
     schedule = NoiseSchedule()
-    image_cues = dict(spatial_prior=torch.zeros(1, 4, 8, 16), motion=torch.zeros(1), appearance=torch.ones(1, 1, 32))
     with torch.no_grad():
-        spatial = guided_denoiser(tiny_model, Conditioning(io["sample_y"], **image_cues), Conditioning(io["sample_y_null"], **image_cues), 12.0)
+        spatial = guided_denoiser(tiny_model, io["sample_y"], io["sample_y_null"], Cues.spatial_stage(1), 12.0)
         prior = sample(spatial, io["sample_noise_image"], make_sampler("ddim", schedule), 50)[:, :, 0]
         torch.testing.assert_close(prior, io["sample_prior"], atol=SAMPLING_ATOL, rtol=0)
         # Stage 2 starts from the reference's prior so its error is measured on its own.
-        cues = dict(spatial_prior=io["sample_prior"], motion=io["sample_motion_cond"], appearance=io["sample_appearance_cond"])
-        temporal = guided_denoiser(tiny_model, Conditioning(io["sample_y"], **cues), Conditioning(io["sample_y_null"], **cues), 12.0)
+        cues = Cues(spatial_prior=io["sample_prior"], motion=io["sample_motion_cond"], appearance=io["sample_appearance_cond"])
+        temporal = guided_denoiser(tiny_model, io["sample_y"], io["sample_y_null"], cues, 12.0)
         video = sample(temporal, io["sample_noise_video"], make_sampler("ddim", schedule), 50)
     torch.testing.assert_close(video, io["sample_video"], atol=SAMPLING_ATOL, rtol=0)

@@ -43,8 +43,12 @@ def test_same_seed_same_video_and_random_seed_recorded(generator):
 def test_bad_input_is_a_value_error(generator):
     with pytest.raises(ValueError, match="prompt"):
         generator.generate("   ")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="frames must be at least 1"):
         generator.generate("a circle", frames=0)
+    with pytest.raises(ValueError, match="motion must be a finite number"):
+        generator.generate("a circle", motion=float("nan"))
+    with pytest.raises(ValueError, match="frames must be a whole number"):
+        generator.generate("a circle", frames=2.5)
 
 
 def test_controls_are_the_model_defaults(generator):

@@ -57,22 +57,22 @@ def run(args: argparse.Namespace) -> int:
 
     pipe, source = B.load_benchmark_pipeline(args.model, "released" if args.released else args.preset, device)
     settings = pipe.resolve_settings(frames=args.frames, height=args.height, width=args.width, spatial_steps=args.steps, temporal_steps=args.steps)
-    frames = settings["frames"]
-    latent_hw = (settings["height"] // pipe.autoencoder.downscale_factor, settings["width"] // pipe.autoencoder.downscale_factor)
+    frames = settings.frames
+    latent_hw = (settings.height // pipe.autoencoder.downscale_factor, settings.width // pipe.autoencoder.downscale_factor)
     pipes = {v: (pipe if v == B.BASELINE else B.variant_pipeline(pipe, v)) for v in variants}
-    setup = dict(source=source, frames=frames, height=settings["height"], width=settings["width"], latent=list(latent_hw),
-                 batch=args.batch, variants=[v.name for v in variants], rounds=args.rounds, steps=[settings["spatial_steps"], settings["temporal_steps"]],
+    setup = dict(source=source, frames=frames, height=settings.height, width=settings.width, latent=list(latent_hw),
+                 batch=args.batch, variants=[v.name for v in variants], rounds=args.rounds, steps=[settings.spatial_steps, settings.temporal_steps],
                  unet_parameters=pipe.unet.num_parameters())
-    print(f"{source}: {frames} frames, {settings['height']}x{settings['width']} pixels, latents {latent_hw[0]}x{latent_hw[1]}, "
+    print(f"{source}: {frames} frames, {settings.height}x{settings.width} pixels, latents {latent_hw[0]}x{latent_hw[1]}, "
           f"UNet batch {args.batch}; {B.environment(device)}", flush=True)
 
     rows, summary = _unet_rows(B, pipes, pipe.unet.config, frames, latent_hw, args, device, variant)
     if not args.no_generate:
         rows.append(B.bench_text(pipe, device, args.rounds))
-        gen = dict(frames=frames, height=settings["height"], width=settings["width"],
-                   spatial_steps=settings["spatial_steps"], temporal_steps=settings["temporal_steps"])
+        gen = dict(frames=frames, height=settings.height, width=settings.width,
+                   spatial_steps=settings.spatial_steps, temporal_steps=settings.temporal_steps)
         rows += B.bench_generation({f"generate {v.name}": p for v, p in pipes.items()}, device, args.generate_rounds, **gen)
-        chunks = [1, settings["decode_chunk_size"], frames]
+        chunks = [1, settings.decode_chunk_size, frames]
         rows += B.bench_decode(pipes[variant], frames, latent_hw, chunks, device, args.rounds, variant.dtype)
         for mode in args.offload:
             offloaded = _offloaded(B, pipe, variant, mode, device)

@@ -98,29 +98,42 @@ def run(args: argparse.Namespace) -> int:
     check_speed_options(device, args.compile, args.offload)
     pipe, model_path = load_pipeline(args.model, "cpu" if args.offload else device, args.dtype)
     speed_options(pipe, device, args.channels_last, args.compile, args.offload)
-    fps = args.fps if args.fps is not None else pipe.defaults.fps
-    if fps <= 0:
-        raise ValueError(f"--fps must be positive, got {fps}")
+    settings = settings_from_args(args, pipe)
     for (prompt, seed), target in zip(jobs, targets):
         seed = seed if seed is not None else random.randrange(2**31)
         start = time.perf_counter()
         with _progress(not args.no_progress, prompt) as callback:
-            out = pipe(
-                prompt, negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width,
-                spatial_steps=args.spatial_steps or args.steps, temporal_steps=args.temporal_steps or args.steps,
-                spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
-                sampler=args.sampler, motion=args.motion, appearance=args.appearance, seed=seed, keyframe=keyframe,
-                decode_chunk_size=args.decode_chunk_size, callback=callback,
-            )
+            out = pipe(prompt, settings=settings, seed=seed, keyframe=keyframe, callback=callback)
         elapsed = time.perf_counter() - start
-        write_output(target, out.video[0], fps, fmt)
+        write_output(target, out.video[0], settings.fps, fmt)
         if args.save_keyframe:
-            write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], fps, "png-file")
-        write_sidecar(target, out.settings, prompt, model=str(model_path), format=fmt, fps=fps, device=str(device),
+            write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], settings.fps, "png-file")
+        write_sidecar(target, out.settings, prompt, model=str(model_path), format=fmt, device=str(device),
                       dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, offload=args.offload,
                       keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
         print(f"wrote {target} ({out.video.shape[1]} frames, {out.video.shape[3]}x{out.video.shape[2]}, seed {seed}, {elapsed:.1f} s)")
     return 0
+
+
+def settings_from_args(args: argparse.Namespace, pipe):
+    """The model's generation defaults with the flags given, validated for ``pipe``; a bad value names its flag."""
+    from higen.pipeline.settings import SettingError
+
+    try:
+        return pipe.resolve_settings(
+            negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
+            spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
+            spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
+            sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
+        )
+    except SettingError as err:
+        message, flag = str(err), err.setting
+        for both in ("steps", "guidance"):  # --steps / --guidance set both stages' settings
+            if flag.endswith("_" + both) and getattr(args, flag) is None and getattr(args, both) is not None:
+                flag = both
+        if message.startswith(err.setting):
+            message = "--" + flag.replace("_", "-") + message[len(err.setting):]
+        raise ValueError(message) from None
 
 
 def _first(*values):

@@ -59,28 +59,22 @@ class WebGenerator:
         callback = None
         if progress is not None:
             callback = lambda stage, step, total: progress(step / max(total, 1), desc=stage)  # noqa: E731
-        start = time.perf_counter()
-        out = self.pipe(
-            prompt, negative_prompt=negative_prompt or None, frames=_int(frames), height=_int(height), width=_int(width),
-            spatial_steps=_int(steps), temporal_steps=_int(steps), spatial_guidance=guidance, temporal_guidance=guidance,
-            sampler=sampler or None, motion=motion, appearance=appearance, seed=seed, keyframe=keyframe, callback=callback,
+        settings = self.pipe.resolve_settings(
+            negative_prompt=negative_prompt or None, frames=frames, height=height, width=width, spatial_steps=steps,
+            temporal_steps=steps, spatial_guidance=guidance, temporal_guidance=guidance, sampler=sampler or None,
+            motion=motion, appearance=appearance,
         )
+        start = time.perf_counter()
+        out = self.pipe(prompt, settings=settings, seed=seed, keyframe=keyframe, callback=callback)
         elapsed = time.perf_counter() - start
         self.count += 1
         target = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{self.count:04d}_{slug(prompt)}_{seed}.mp4"
-        fps = self.pipe.defaults.fps
-        write_output(target, out.video[0], fps, "mp4")
+        write_output(target, out.video[0], settings.fps, "mp4")
         key_path = target.with_name(target.stem + "_keyframe.png")
-        write_output(key_path, out.keyframe[0][None], fps, "png-file")
-        settings = write_sidecar(target, out.settings, prompt, model=str(self.model_path), format="mp4", fps=fps,
-                                 device=self.device, keyframe="uploaded image" if keyframe is not None else None,
-                                 seconds=round(elapsed, 3))
-        return target, key_path, settings
-
-
-def _int(value) -> int | None:
-    """The page's number fields give floats; sizes and step counts are integers."""
-    return None if value is None else int(value)
+        write_output(key_path, out.keyframe[0][None], settings.fps, "png-file")
+        record = write_sidecar(target, out.settings, prompt, model=str(self.model_path), format="mp4", device=self.device,
+                               keyframe="uploaded image" if keyframe is not None else None, seconds=round(elapsed, 3))
+        return target, key_path, record
 
 
 def build_app(generator: WebGenerator):

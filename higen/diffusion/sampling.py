@@ -8,13 +8,12 @@ multistep solvers. A scheduler is created fresh for every sampling run, so no st
 from __future__ import annotations
 
 import inspect
-
-from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
+from higen.cues import Cues
 from higen.diffusion.schedule import NoiseSchedule
 
 
@@ -51,39 +50,19 @@ class Denoiser(Protocol):
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
 
 
-@dataclass
-class Conditioning:
-    """The UNet's keyword inputs for one guidance branch (all batch-first)."""
-
-    text: torch.Tensor
-    spatial_prior: torch.Tensor | None = None
-    motion: torch.Tensor | None = None
-    appearance: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
-
-    def as_kwargs(self) -> dict:
-        return dict(text=self.text, spatial_prior=self.spatial_prior, motion=self.motion, appearance=self.appearance, **self.extra)
-
-
-def _cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
-    if all(t is None for t in tensors):
-        return None
-    if any(t is None for t in tensors):
-        raise ValueError("both guidance branches must give the same inputs")
-    return torch.cat(tensors)
-
-
-def guided_denoiser(unet: torch.nn.Module, cond: Conditioning, uncond: Conditioning | None, scale: float) -> Denoiser:
+def guided_denoiser(unet: torch.nn.Module, text: torch.Tensor, uncond_text: torch.Tensor | None, cues: Cues, scale: float) -> Denoiser:
     """v = u + scale (c - u), with both branches in one batched UNet call.
 
+    ``text`` and ``uncond_text``: text features ``b L d`` of the prompts and of the unconditional branch.
     Only the text differs between branches in HiGen; the prior and cues are kept in both (higen.md §2).
-    ``scale == 1`` (or no ``uncond``) runs the conditional branch alone. The text resampler's output
-    does not depend on the timestep, so it is computed once here rather than at every step.
+    ``scale == 1`` (or no ``uncond_text``) runs the conditional branch alone.
     """
-    branches = [cond] if uncond is None or scale == 1.0 else [cond, uncond]
-    kwargs = {k: _cat([b.as_kwargs()[k] for b in branches]) for k in cond.as_kwargs()}
-    kwargs["text_tokens"] = unet.text_resampler(kwargs["text"])  # text stays for configs that also embed it
-    n = len(branches)
+    texts = [text] if uncond_text is None or scale == 1.0 else [text, uncond_text]
+    if any(t.shape != text.shape for t in texts):
+        raise ValueError(f"unconditional text features {tuple(uncond_text.shape)} do not match the prompt's {tuple(text.shape)}")
+    n = len(texts)
+    kwargs = {k: None if v is None else torch.cat([v] * n) for k, v in cues.unet_kwargs().items()}
+    kwargs["text"] = torch.cat(texts)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = unet(torch.cat([x] * n), _timesteps(t, x, n), **kwargs)

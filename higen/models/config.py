@@ -33,24 +33,12 @@ class UNetConfig:
     temporal_attention: bool = True
     dropout: float = 0.1  # ResBlock dropout
     temporal_dropout: float = 0.1  # temporal conv dropout (fixed at 0.1 in the release)
-    use_fps_condition: bool = False
     # Not in the release: a learned embedding of each frame's normalised time i / (F - 1), added to the
     # per-frame embedding (zero-initialised MLP; nothing at F = 1, like every temporal layer). The release's
     # temporal layers have no positional encoding: frame order reaches them only through the temporal convs'
     # padding and the appearance rows, whose real-video similarities fall off with |i - j| (dossier §3.4). A
     # model trained from scratch on clips of unchanging appearance (all-ones rows) lacks the second.
     frame_position: bool = False
-    # Not in the release: append a linear projection of every text-encoder token to the resampler's
-    # queries, so the cross-attention context holds each word as the encoder gave it as well as the
-    # learned summary (num_text_tokens + L context tokens). The resampler keeps what the UNet already
-    # reads; a word no stage reads early in training (the bundled model's direction) never gets through it.
-    text_passthrough: bool = False
-    # Not in the release: a zero-initialised MLP of the text's pooled features (the mean of its non-padding
-    # tokens) together with the frame's normalised time (the middle, 500, for one frame: the spatial prior is
-    # the middle frame), added to every frame's embedding, so the caption reaches every ResBlock's scale and
-    # shift at every resolution, as a frame-dependent vector (SDXL and Imagen add pooled text to the timestep
-    # embedding; the frame time is ours). The release's text reaches the UNet through cross-attention only.
-    text_embedding: bool = False
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:

@@ -322,8 +322,7 @@ class TextResampler(nn.Module):
     """Learned queries cross-attend to the text tokens (the release's ``context_embedding``).
 
     ``b L text_dim`` -> ``b num_tokens context_dim``; both attentions of every block are
-    cross-attention from the queries to the (projected) text. With ``passthrough`` (not in the
-    release) a linear map of each text token is appended: ``b (num_tokens + L) context_dim``.
+    cross-attention from the queries to the (projected) text.
     """
 
     vgen_rename = {
@@ -333,9 +332,7 @@ class TextResampler(nn.Module):
         "out_proj": "output_mapping",
     }
 
-    def __init__(
-        self, text_dim: int, width: int, context_dim: int, num_tokens: int, depth: int, heads: int, passthrough: bool = False
-    ):
+    def __init__(self, text_dim: int, width: int, context_dim: int, num_tokens: int, depth: int, heads: int):
         super().__init__()
         self.blocks = nn.ModuleList(
             [TransformerBlock(width, heads, width // heads, context_dim=width, cross_only=True) for _ in range(depth)]
@@ -343,14 +340,10 @@ class TextResampler(nn.Module):
         self.text_proj = nn.Linear(text_dim, width)
         self.out_proj = nn.Linear(width, context_dim)
         self.queries = nn.Parameter(torch.randn(1, num_tokens, width) / math.sqrt(width))
-        self.passthrough = nn.Linear(text_dim, context_dim) if passthrough else None
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         projected = self.text_proj(text)
         out = self.queries.to(text.dtype).repeat(text.shape[0], 1, 1)
         for block in self.blocks:
             out = block(out, projected)
-        out = self.out_proj(out)
-        if self.passthrough is not None:
-            out = torch.cat([out, self.passthrough(text)], dim=1)
-        return out
+        return self.out_proj(out)

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.utils.checkpoint
 from einops import rearrange
 
-from higen.cues import resample_appearance
+from higen.cues import Cues, resample_appearance
 from higen.models.config import UNetConfig
 from higen.io.checkpoint import check_state_dict
 from higen.models.layers import (
@@ -56,10 +56,7 @@ class UNetUnit(nn.Module):
 
 
 def frame_times(frames: int, device) -> torch.Tensor:
-    """Each frame's normalised time in the clip, ``1000 i / (F - 1)``, as a timestep-like value; one frame is the
-    middle (500), the frame the spatial prior stands for."""
-    if frames == 1:
-        return torch.full((1,), 500.0, device=device)
+    """Each frame's normalised time in the clip, ``1000 i / (F - 1)`` (``F > 1``), as a timestep-like value."""
     return torch.arange(frames, device=device, dtype=torch.float32) * (1000.0 / (frames - 1))
 
 
@@ -77,16 +74,12 @@ class HiGenUNet(nn.Module):
         base, emb_dim = c.base_channels, c.embed_dim
         self.gradient_checkpointing = c.gradient_checkpointing
 
-        # Per-frame conditioning: timestep + motion + appearance (+ fps), all added (higen.md §2).
+        # Per-frame conditioning: timestep + motion + appearance (+ frame position), all added (higen.md §2).
         self.time_embed = mlp(base, emb_dim)
         self.motion_embed = mlp(base, emb_dim, zero_last=True)
         self.appearance_embed = mlp(c.appearance_width, emb_dim, zero_last=True)
-        self.fps_embed = mlp(base, emb_dim, zero_last=True) if c.use_fps_condition else None
         self.position_embed = mlp(base, emb_dim, zero_last=True) if c.frame_position else None
-        self.text_embed = mlp(c.text_dim + base, emb_dim, zero_last=True) if c.text_embedding else None
-        self.text_resampler = TextResampler(
-            c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads, c.text_passthrough
-        )
+        self.text_resampler = TextResampler(c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads)
         # The spatial prior enters once, added after the input conv, identically for every frame.
         self.prior_embed = zero_(nn.Conv2d(c.in_channels, base, 3, padding=1))
         self.input_conv = nn.Conv2d(c.in_channels, base, 3, padding=1)
@@ -102,7 +95,6 @@ class HiGenUNet(nn.Module):
             "time_embed": "time_embed",
             "motion_embed": "msim_embedding",
             "appearance_embed": "asim_embedding",
-            "fps_embed": "fps_embedding",
             "text_resampler": "context_embedding",
             "prior_embed": "img_embedding",
             "input_conv": "input_blocks.0.0",
@@ -170,22 +162,19 @@ class HiGenUNet(nn.Module):
         timesteps: torch.Tensor,
         batch: int,
         frames: int,
-        motion: torch.Tensor | None,
-        appearance: torch.Tensor | None,
-        fps: torch.Tensor | None = None,
+        motion: torch.Tensor,
+        appearance: torch.Tensor,
     ) -> torch.Tensor:
         """Per-frame conditioning vector ``(b f) e`` = time MLP + motion MLP + appearance MLP (higen.md §2)
         (+ the frame-position MLP when ``config.frame_position``)."""
         base = self.config.base_channels
         t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps.reshape(batch)
         emb = self.time_embed(sinusoidal_embedding(t, base).to(self.dtype))
-        if self.fps_embed is not None and fps is not None:
-            emb = emb + self.fps_embed(sinusoidal_embedding(fps.reshape(-1).expand(batch), base).to(self.dtype))
         emb = emb.repeat_interleave(frames, dim=0)
-        emb = emb + self.motion_embedding(motion, batch, frames, timesteps.device)
+        emb = emb + self.motion_embedding(motion, batch, frames)
         if self.position_embed is not None and frames > 1:
             emb = emb + self.position_embedding(batch, frames, timesteps.device)
-        return emb + self.appearance_embedding(appearance, batch, frames, timesteps.device)
+        return emb + self.appearance_embedding(appearance, batch, frames)
 
     def position_embedding(self, batch: int, frames: int, device) -> torch.Tensor:
         """Frame ``i``'s normalised time ``i / (F - 1)``, embedded like a timestep in [0, 1000] -> ``(b f) e``.
@@ -196,25 +185,12 @@ class HiGenUNet(nn.Module):
         emb = self.position_embed(sinusoidal_embedding(frame_times(frames, device), self.config.base_channels).to(self.dtype))  # f e
         return emb.repeat(batch, 1)
 
-    def text_embedding(self, text: torch.Tensor, frames: int) -> torch.Tensor:
-        """Text features ``b L text_dim`` -> ``(b f) e`` (``config.text_embedding``): the mean of the tokens that
-        are not all zero (the padding MiniLM's encoder zeroes; every token of an unpadded encoder), beside
-        frame ``i``'s normalised time ``i / (F - 1)`` (0.5 for one frame), through one MLP."""
-        batch = text.shape[0]
-        valid = (text != 0).any(dim=-1, keepdim=True).to(text.dtype)
-        pooled = (text * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-        position = sinusoidal_embedding(frame_times(frames, text.device), self.config.base_channels).to(text.dtype)
-        features = torch.cat([pooled[:, None].expand(-1, frames, -1), position[None].expand(batch, -1, -1)], dim=-1)
-        return self.text_embed(features.to(self.dtype)).reshape(batch * frames, -1)
-
-    def motion_embedding(self, motion: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
+    def motion_embedding(self, motion: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         """Motion ``b (f-1)`` (per adjacent pair), ``b f``, or ``b``/``b 1`` for one frame -> ``(b f) e``.
 
         Per-pair values are embedded, then linearly interpolated to ``f`` frame positions before the MLP.
         """
         base = self.config.base_channels
-        if motion is None:
-            motion = torch.zeros(batch, max(frames - 1, 1), device=device)
         motion = motion.reshape(batch, -1)
         n = motion.shape[1]
         if frames == 1 and n != 1:
@@ -226,11 +202,9 @@ class HiGenUNet(nn.Module):
             emb = nn.functional.interpolate(emb.transpose(1, 2), size=frames, mode="linear").transpose(1, 2)
         return self.motion_embed(emb.to(self.dtype)).reshape(batch * frames, -1)
 
-    def appearance_embedding(self, appearance: torch.Tensor | None, batch: int, frames: int, device) -> torch.Tensor:
+    def appearance_embedding(self, appearance: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         """Appearance ``b f W`` (or a ``b f f`` similarity matrix, resampled to ``W``) -> ``(b f) e``."""
         width = self.config.appearance_width
-        if appearance is None:
-            appearance = torch.ones(batch, frames, width, device=device)
         if appearance.dim() != 3 or appearance.shape[:2] != (batch, frames):
             raise ValueError(f"appearance must be (batch, frames, {width}) = ({batch}, {frames}, {width}); got {tuple(appearance.shape)}")
         if appearance.shape[2] != width:
@@ -248,21 +222,17 @@ class HiGenUNet(nn.Module):
         spatial_prior: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
         appearance: torch.Tensor | None = None,
-        fps: torch.Tensor | None = None,
-        text_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict v for noisy latents.
 
         Args:
             x: noisy latents ``b c f h w``.
             timesteps: ``b`` (or a scalar) diffusion timesteps.
-            text: text-encoder token features ``b L text_dim`` (before the resampler). When
-                ``text_tokens`` (the resampler's output, ``b T context_dim``) is given, only the text
-                embedding (``config.text_embedding``) reads it; otherwise it may be None.
+            text: text-encoder token features ``b L text_dim`` (before the resampler).
             spatial_prior: the prior latent ``b c h w``; None means zeros (the spatial stage).
-            motion: ``b (f-1)`` values; None means zeros. One frame: ``b``.
-            appearance: ``b f W``; None means ones (static appearance).
-            fps: optional ``b`` frame rates, used only by configs with ``use_fps_condition``.
+            motion: ``b (f-1)`` values (one frame: ``b`` or ``b 1``); None means zeros.
+            appearance: ``b f W`` (or a ``b f f`` similarity matrix); None means ones (unchanging appearance).
+            The None defaults are :meth:`higen.cues.Cues.spatial_stage`'s.
         Returns:
             v-prediction ``b c f h w`` (contiguous), in ``x``'s dtype.
 
@@ -276,15 +246,13 @@ class HiGenUNet(nn.Module):
         if h % factor or w % factor:
             raise ValueError(f"latent size {h}x{w} must be divisible by {factor} (the UNet's downsampling)")
         out_dtype, dtype = x.dtype, self.dtype
-        emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance, fps)
-        if self.text_embed is not None:
-            if text is None:
-                raise ValueError("this UNet embeds the pooled text (config.text_embedding): pass text, not only text_tokens")
-            emb = emb + self.text_embedding(text.to(x.device, dtype), f)
-        if text_tokens is None:
-            text_tokens = self.text_resampler(text.to(dtype))
+        if motion is None or appearance is None:
+            still = Cues.spatial_stage(b, f, x.device)
+            motion = still.motion if motion is None else motion
+            appearance = still.appearance if appearance is None else appearance
+        emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance)
         # One context per sample: cross-attention shares it across the sample's frames (Attention.forward).
-        context = text_tokens.to(dtype)
+        context = self.text_resampler(text.to(dtype))
         if spatial_prior is None:
             spatial_prior = torch.zeros(b, x.shape[1], h, w, device=x.device, dtype=dtype)
 

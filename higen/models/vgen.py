@@ -106,6 +106,8 @@ def unet_config_from_vgen_kwargs(kwargs: Mapping[str, Any] | None = None) -> UNe
     dim_mult = [int(m) for m in kw["dim_mult"]]
     # The reference tests `scale in attn_scales` with scale halving per level: exact in binary floats.
     attention_levels = tuple(level for level in range(len(dim_mult)) if 1.0 / 2**level in [float(s) for s in kw["attn_scales"]])
+    if kw["use_fps_condition"]:
+        raise CheckpointError("use_fps_condition=True (a frame-rate embedding) is not supported: HiGen's release does not use it")
     dim = int(kw["dim"])
     return UNetConfig(
         in_channels=int(kw["in_dim"]),
@@ -126,7 +128,6 @@ def unet_config_from_vgen_kwargs(kwargs: Mapping[str, Any] | None = None) -> UNe
         temporal_attention=bool(kw["temporal_attention"]),
         dropout=float(kw["dropout"]),
         temporal_dropout=0.1,
-        use_fps_condition=bool(kw["use_fps_condition"]),
         gradient_checkpointing=bool(kw["use_checkpoint"]),
     )
 
@@ -180,9 +181,5 @@ def unet_to_vgen_state_dict(model: HiGenUNet) -> dict[str, torch.Tensor]:
     """Our weights under the release's key names (loads strictly into ``UNetSD_HiGen``)."""
     if model.config.frame_position:
         raise ValueError("this UNet has a frame-position embedding (config.frame_position), which UNetSD_HiGen lacks")
-    if model.config.text_passthrough:
-        raise ValueError("this UNet passes text tokens past its resampler (config.text_passthrough), which UNetSD_HiGen lacks")
-    if model.config.text_embedding:
-        raise ValueError("this UNet adds the pooled text to its frame embedding (config.text_embedding), which UNetSD_HiGen lacks")
     to_vgen = vgen_key_map(model)
     return {to_vgen[k]: v for k, v in model.state_dict().items()}

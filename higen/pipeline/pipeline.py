@@ -13,7 +13,6 @@ It saves to and loads from a model folder::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -24,52 +23,24 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from higen.cues import appearance_template, motion_constant
-from higen.diffusion.sampling import SAMPLERS, Conditioning, guided_denoiser, make_sampler, sample
+from higen.cues import Cues
+from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise
-from higen.encoders.text import NULL_TEXT
 from higen.models.unet import HiGenUNet
 from higen.io.folders import atomic_directory
+from higen.pipeline.settings import GenerationSettings
 
 FOLDER_FORMAT = "higen-pipeline"
 FOLDER_VERSION = 1
 
 
-@dataclass
-class GenerationDefaults:
-    """Settings used when a call does not give them. Defaults are the release's (higen.md §4)."""
-
-    frames: int = 32
-    height: int = 256
-    width: int = 448
-    fps: float = 8.0
-    spatial_steps: int = 50
-    temporal_steps: int = 50
-    spatial_guidance: float = 12.0
-    temporal_guidance: float = 12.0
-    sampler: str = "ddim"
-    motion: float = 500.0
-    appearance: float = 1.0
-    negative_prompt: str = NULL_TEXT
-    offset_noise: float = 0.1
-    decode_chunk_size: int = 2
-    # False for a model trained without HiGen's decoupling (no spatial prior, no cues: the plain
-    # text-to-video ablation of docs/bundled_model.md): one sampling stage, zero prior, motion 0 and
-    # appearance ones whatever the controls say, exactly what that model saw in training.
-    decoupled: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GenerationDefaults":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown generation settings: {', '.join(unknown)}")
-        return cls(**d)
 
 
 @dataclass
 class HiGenOutput:
-    """``video``: uint8 ``b f h w 3``; ``keyframe``: uint8 ``b h w 3`` (the decoded spatial prior)."""
+    """``video``: uint8 ``b f h w 3``; ``keyframe``: uint8 ``b h w 3`` (the decoded spatial prior);
+    ``settings``: every setting used (:class:`GenerationSettings`' fields), with the ``prompt`` and
+    ``negative_prompt`` lists and the ``seed`` (JSON-able: what a sidecar records)."""
 
     video: np.ndarray
     keyframe: np.ndarray
@@ -85,12 +56,12 @@ ProgressCallback = Callable[[str, int, int], None]
 class HiGenPipeline:
     """HiGen text-to-video (and keyframe-to-video) generation."""
 
-    def __init__(self, unet: HiGenUNet, text_encoder, autoencoder, schedule: NoiseSchedule | None = None, defaults: GenerationDefaults | None = None):
+    def __init__(self, unet: HiGenUNet, text_encoder, autoencoder, schedule: NoiseSchedule | None = None, defaults: GenerationSettings | None = None):
         self.unet = unet.eval()
         self.text_encoder = text_encoder.eval()
         self.autoencoder = autoencoder.eval()
         self.schedule = schedule or NoiseSchedule()
-        self.defaults = defaults or GenerationDefaults()
+        self.defaults = defaults or GenerationSettings()
         self.offload = None  # a higen.pipeline.offload.ComponentOffload once offloading is enabled
 
     # ------------------------------------------------------------------------------------ devices
@@ -151,28 +122,10 @@ class HiGenPipeline:
         return self.autoencoder.downscale_factor * self.unet.config.downscale_factor
 
     # ---------------------------------------------------------------------------------- settings
-    def resolve_settings(self, **overrides) -> dict:
-        """Merge call arguments over the defaults and validate them; raises ``ValueError`` naming the problem."""
-        s = dataclasses.asdict(self.defaults)
-        s.update({k: v for k, v in overrides.items() if v is not None})
-        m = self.size_multiple
-        if int(s["frames"]) < 1:
-            raise ValueError(f"frames must be at least 1, got {s['frames']}")
-        for key in ("height", "width"):
-            if int(s[key]) < m or int(s[key]) % m:
-                raise ValueError(f"{key} {s[key]} must be a positive multiple of {m} (autoencoder x UNet downsampling)")
-        for key in ("spatial_steps", "temporal_steps"):
-            if int(s[key]) < 1:
-                raise ValueError(f"{key} must be at least 1, got {s[key]}")
-        for key in ("spatial_guidance", "temporal_guidance", "decode_chunk_size", "offset_noise"):
-            if float(s[key]) < 0:
-                raise ValueError(f"{key} must not be negative, got {s[key]}")
-        if int(s["decode_chunk_size"]) < 1:
-            raise ValueError("decode_chunk_size must be at least 1")
-        if s["sampler"] not in SAMPLERS:
-            raise ValueError(f"unknown sampler {s['sampler']!r}; choose one of: {', '.join(SAMPLERS)}")
-        for key in ("frames", "height", "width", "spatial_steps", "temporal_steps", "decode_chunk_size"):
-            s[key] = int(s[key])
+    def resolve_settings(self, settings: GenerationSettings | None = None, **changes) -> GenerationSettings:
+        """``changes`` (None: unchanged) over ``settings`` or the model's defaults, checked against this model."""
+        s = (settings or self.defaults).replace(**changes)
+        s.check_size(self.size_multiple)
         return s
 
     # ------------------------------------------------------------------------------------- text
@@ -188,6 +141,7 @@ class HiGenPipeline:
         self,
         prompt: str | Sequence[str] | None = None,
         *,
+        settings: GenerationSettings | None = None,
         negative_prompt: str | Sequence[str] | None = None,
         frames: int | None = None,
         height: int | None = None,
@@ -216,12 +170,14 @@ class HiGenPipeline:
 
         Args:
             prompt: one prompt or a list (the batch); may be omitted when ``prompt_embeds`` is given.
-            negative_prompt: text for the unconditional branch (default ``""``, as the release).
+            settings: a :class:`GenerationSettings` to start from (default: the model's defaults); the
+                keyword settings below that are not None change it.
+            negative_prompt: text for the unconditional branch (default ``""``, as the release), or one per prompt.
             frames, height, width: video size in frames and pixels.
             spatial_steps, temporal_steps, spatial_guidance, temporal_guidance: per-stage sampling.
             sampler: ``ddim`` (the release's), ``dpm++`` or ``unipc``.
-            motion: the motion cue for every frame pair (release default 500; larger = more motion).
-            appearance: the appearance factor (0 = appearance does not change; larger = more change).
+            motion: the motion control, given to every frame pair (release default 500; larger = more motion).
+            appearance: the appearance control (0 = appearance does not change; larger = more change).
             seed / generator: randomness; the same seed gives the same video (bitwise on CPU).
             spatial_noise: initial noise of the spatial stage ``b c 1 h w``.
             temporal_noise: initial noise of the temporal stage ``b c f h w`` (offset noise included).
@@ -235,54 +191,56 @@ class HiGenPipeline:
         Latents are sampled in float32 whatever the UNet's dtype (the UNet computes in its own and
         returns float32), so bf16/fp16 weights do not also round the sampler's state and guidance.
         """
+        # 1. Settings, validated once.
         s = self.resolve_settings(
-            frames=frames, height=height, width=width, spatial_steps=spatial_steps, temporal_steps=temporal_steps,
+            settings, frames=frames, height=height, width=width, spatial_steps=spatial_steps, temporal_steps=temporal_steps,
             spatial_guidance=spatial_guidance, temporal_guidance=temporal_guidance, sampler=sampler, motion=motion,
             appearance=appearance, decode_chunk_size=decode_chunk_size, offset_noise=offset_noise_strength,
+            negative_prompt=negative_prompt if isinstance(negative_prompt, str) else None,
         )
-        cond_text, uncond_text, prompts = self._text(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s)
-        b = cond_text.shape[0]
+        # 2. Text features of the prompts and of the unconditional branch.
+        cond_text, uncond_text, prompts, negatives = self._text(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s)
+        b, c = cond_text.shape[0], self.unet.config.in_channels
+        h, w = s.height // self.autoencoder.downscale_factor, s.width // self.autoencoder.downscale_factor
+
+        # 3. Noise, drawn on the CPU in a fixed order so a seed means the same video on every device.
         if generator is None:
             seed = random.randrange(2**63) if seed is None else int(seed)
             generator = torch.Generator().manual_seed(seed)
-        s.update(prompt=prompts, seed=seed)
-        c = self.unet.config.in_channels
-        f = s["frames"]
-        h, w = s["height"] // self.autoencoder.downscale_factor, s["width"] // self.autoencoder.downscale_factor
-        # Noise is drawn on the CPU in a fixed order so a seed means the same video on every device.
         if spatial_noise is None:
             spatial_noise = torch.randn((b, c, 1, h, w), generator=generator)
         if temporal_noise is None:
-            temporal_noise = offset_noise((b, c, f, h, w), s["offset_noise"], generator=generator)
-        self._check_shape("spatial_noise", spatial_noise, (b, c, 1, h, w))
-        self._check_shape("temporal_noise", temporal_noise, (b, c, f, h, w))
+            temporal_noise = offset_noise((b, c, s.frames, h, w), s.offset_noise, generator=generator)
+        _check_shape("spatial_noise", spatial_noise, (b, c, 1, h, w))
+        _check_shape("temporal_noise", temporal_noise, (b, c, s.frames, h, w))
 
-        # 1. Spatial reasoning: one frame from text, or the user's keyframe.
+        # 4. Spatial reasoning: one frame from text, or the user's keyframe.
         if spatial_prior is None and keyframe is not None:
-            spatial_prior = self.encode_keyframe(keyframe, b, s)
-        if spatial_prior is None and not s["decoupled"]:
+            spatial_prior = self.encode_keyframe(keyframe, b, s.height, s.width)
+        if spatial_prior is None and not s.decoupled:
             spatial_prior = torch.zeros(b, c, h, w)
         if spatial_prior is None:
             spatial_prior = self._spatial_stage(cond_text, uncond_text, spatial_noise, s, callback)
-        self._check_shape("spatial_prior", spatial_prior, (b, c, h, w))
+        _check_shape("spatial_prior", spatial_prior, (b, c, h, w))
         spatial_prior = spatial_prior.to(self.device, self.dtype)
 
-        # 2. Temporal reasoning: the clip from the prior, steered by the motion and appearance cues.
+        # 5. Temporal reasoning: the clip from the prior, steered by the motion and appearance cues.
         latents = self._temporal_stage(cond_text, uncond_text, spatial_prior, temporal_noise, s, callback)
 
-        # 3. Decode.
-        video = self.decode(latents, s["decode_chunk_size"], callback)
-        keyframe_img = self.decode(spatial_prior[:, :, None], s["decode_chunk_size"])[:, 0]
+        # 6. Decode.
+        video = self.decode(latents, s.decode_chunk_size, callback)
+        keyframe_img = self.decode(spatial_prior[:, :, None], s.decode_chunk_size)[:, 0]
         if self.offload is not None:
             self.offload.release()  # nothing stays on the GPU between generations
         return HiGenOutput(
-            video=video, keyframe=keyframe_img, settings=s,
+            video=video, keyframe=keyframe_img, settings=s.to_dict() | dict(prompt=prompts, negative_prompt=negatives, seed=seed),
             latents=latents.cpu() if output_latents else None,
             prior_latents=spatial_prior.cpu() if output_latents else None,
         )
 
     # ------------------------------------------------------------------------------------ stages
-    def _text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s):
+    def _text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s: GenerationSettings):
+        """(prompt features ``b L d``, unconditional features or None, prompts, negative prompts)."""
         if prompt_embeds is None:
             if prompt is None:
                 raise ValueError("give a prompt or prompt_embeds")
@@ -294,67 +252,42 @@ class HiGenPipeline:
             cond = prompt_embeds.to(self.device, self.dtype)
             prompts = [prompt] if isinstance(prompt, str) else list(prompt or [""] * cond.shape[0])
         b = len(prompts) if cond is None else cond.shape[0]
-        if negative_prompt_embeds is None:
-            negatives = negative_prompt if negative_prompt is not None else s["negative_prompt"]
-            negatives = [negatives] * b if isinstance(negatives, str) else list(negatives)
-            if len(negatives) != b:
-                raise ValueError(f"{len(negatives)} negative prompts for a batch of {b}")
-            s["negative_prompt"] = negatives
-        needs_uncond = s["spatial_guidance"] != 1.0 or s["temporal_guidance"] != 1.0
+        negatives = [s.negative_prompt] * b if negative_prompt is None or isinstance(negative_prompt, str) else list(negative_prompt)
+        if len(negatives) != b:
+            raise ValueError(f"{len(negatives)} negative prompts for a batch of {b}")
+        needs_uncond = negative_prompt_embeds is None and (s.spatial_guidance != 1.0 or s.temporal_guidance != 1.0)
         if cond is None:
             # One text-encoder call for the prompts and negatives together.
-            texts = prompts + (negatives if negative_prompt_embeds is None and needs_uncond else [])
-            encoded = self.encode_prompts(texts)
-            cond, rest = encoded[:b], encoded[b:]
-            uncond = rest if len(rest) else None
+            encoded = self.encode_prompts(prompts + (negatives if needs_uncond else []))
+            cond, uncond = encoded[:b], (encoded[b:] if needs_uncond else None)
         else:
-            uncond = None
-            if negative_prompt_embeds is None and needs_uncond:
-                uncond = self.encode_prompts(negatives)
+            uncond = self.encode_prompts(negatives) if needs_uncond else None
         if negative_prompt_embeds is not None:
             uncond = negative_prompt_embeds.to(self.device, self.dtype)
         if uncond is not None and uncond.shape != cond.shape:
             raise ValueError(f"negative text features {tuple(uncond.shape)} do not match the prompt's {tuple(cond.shape)}")
-        return cond, uncond, prompts
+        return cond, uncond, prompts, negatives
 
-    def _spatial_stage(self, cond_text, uncond_text, noise, s, callback) -> torch.Tensor:
+    def _spatial_stage(self, cond_text, uncond_text, noise, s: GenerationSettings, callback) -> torch.Tensor:
+        cues = Cues.spatial_stage(cond_text.shape[0], device=self.device)
+        return self._sample(cond_text, uncond_text, cues, noise, s.spatial_guidance, s.sampler, s.spatial_steps, callback, "spatial")[:, :, 0]
+
+    def _temporal_stage(self, cond_text, uncond_text, prior, noise, s: GenerationSettings, callback) -> torch.Tensor:
         b = cond_text.shape[0]
-        width = self.unet.config.appearance_width
-        cues = dict(
-            spatial_prior=torch.zeros(b, noise.shape[1], *noise.shape[-2:], device=self.device, dtype=self.dtype),
-            motion=torch.zeros(b, device=self.device),
-            appearance=torch.ones(b, 1, width, device=self.device),
-        )
+        if s.decoupled:
+            cues = Cues.from_controls(s.motion, s.appearance, b, s.frames, self.unet.config.appearance_width, prior, self.device)
+        else:
+            cues = Cues.spatial_stage(b, s.frames, self.device)  # all that a model trained without the decoupling saw
+        return self._sample(cond_text, uncond_text, cues, noise, s.temporal_guidance, s.sampler, s.temporal_steps, callback, "temporal")
+
+    def _sample(self, cond_text, uncond_text, cues: Cues, noise, guidance: float, sampler: str, steps: int, callback, stage: str):
         self._use("unet")
-        denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["spatial_guidance"])
-        x = sample(denoiser, noise.to(self.device, torch.float32), make_sampler(s["sampler"], self.schedule), s["spatial_steps"],
-                   callback=_stage_callback(callback, "spatial"))
-        return x[:, :, 0]
-
-    def _temporal_stage(self, cond_text, uncond_text, prior, noise, s, callback) -> torch.Tensor:
-        b, f = cond_text.shape[0], s["frames"]
-        motion, appearance = (s["motion"], s["appearance"]) if s["decoupled"] else (0.0, 0.0)  # appearance 0: all ones
-        cues = dict(
-            spatial_prior=prior,
-            motion=motion_constant(motion, b, f, device=self.device) if f > 1 else torch.zeros(b, device=self.device),
-            appearance=appearance_template(appearance, f, self.unet.config.appearance_width, batch=b, device=self.device),
-        )
-        self._use("unet")
-        denoiser = guided_denoiser(self.unet, Conditioning(cond_text, **cues), self._uncond(uncond_text, cues), s["temporal_guidance"])
-        return sample(denoiser, noise.to(self.device, torch.float32), make_sampler(s["sampler"], self.schedule), s["temporal_steps"],
-                      callback=_stage_callback(callback, "temporal"))
-
-    @staticmethod
-    def _uncond(uncond_text, cues) -> Conditioning | None:
-        return None if uncond_text is None else Conditioning(uncond_text, **cues)
-
-    @staticmethod
-    def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:
-        if tuple(tensor.shape) != tuple(shape):
-            raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {tuple(shape)}")
+        denoiser = guided_denoiser(self.unet, cond_text, uncond_text, cues, guidance)
+        return sample(denoiser, noise.to(self.device, torch.float32), make_sampler(sampler, self.schedule), steps,
+                      callback=_stage_callback(callback, stage))
 
     # ----------------------------------------------------------------------------- autoencoder
-    def encode_keyframe(self, keyframe, batch: int, s: dict) -> torch.Tensor:
+    def encode_keyframe(self, keyframe, batch: int, height: int, width: int) -> torch.Tensor:
         """An image -> the spatial prior latent ``b c h w`` (the autoencoder's posterior mean)."""
         image = torch.as_tensor(np.asarray(keyframe)) if not isinstance(keyframe, torch.Tensor) else keyframe
         if image.dtype == torch.uint8:
@@ -363,8 +296,8 @@ class HiGenPipeline:
             image = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # b h w 3 -> b 3 h w in [-1, 1]
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"keyframe must be h w 3 / b h w 3 uint8 or b 3 h w float; got {tuple(image.shape)}")
-        if image.shape[-2:] != (s["height"], s["width"]):
-            image = torch.nn.functional.interpolate(image, size=(s["height"], s["width"]), mode="bilinear", antialias=True, align_corners=False)
+        if image.shape[-2:] != (height, width):
+            image = torch.nn.functional.interpolate(image, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         if image.shape[0] == 1 and batch > 1:
             image = image.expand(batch, -1, -1, -1)
         self._use("autoencoder")
@@ -414,7 +347,7 @@ class HiGenPipeline:
         text_encoder = load_text_encoder(directory / "text_encoder")
         autoencoder = VideoAutoencoder.from_pretrained(directory / "autoencoder")
         schedule = NoiseSchedule.from_dict(json.loads((directory / "scheduler.json").read_text()))
-        defaults = GenerationDefaults.from_dict(json.loads((directory / "pipeline.json").read_text()))
+        defaults = GenerationSettings.from_dict(json.loads((directory / "pipeline.json").read_text()))
         pipe = cls(unet, text_encoder, autoencoder, schedule, defaults)
         text_encoder.to(device)
         autoencoder.to(device=device, dtype=dtype)
@@ -427,7 +360,7 @@ def write_model_folder(
     text_encoder=None,
     autoencoder=None,
     schedule: NoiseSchedule | None = None,
-    defaults: GenerationDefaults | None = None,
+    defaults: GenerationSettings | None = None,
     dtype: torch.dtype | None = None,
     replace: bool = False,
 ) -> None:
@@ -446,7 +379,7 @@ def write_model_folder(
             autoencoder.save_pretrained(tmp / "autoencoder")
             components.append("autoencoder")
         (tmp / "scheduler.json").write_text(json.dumps((schedule or NoiseSchedule()).to_dict(), indent=2) + "\n")
-        (tmp / "pipeline.json").write_text(json.dumps(dataclasses.asdict(defaults or GenerationDefaults()), indent=2) + "\n")
+        (tmp / "pipeline.json").write_text(json.dumps((defaults or GenerationSettings()).to_dict(), indent=2) + "\n")
         index = {"format": FOLDER_FORMAT, "version": FOLDER_VERSION, "components": components}
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
@@ -455,3 +388,8 @@ def _stage_callback(callback: ProgressCallback | None, stage: str):
     if callback is None:
         return None
     return lambda i, n, _x: callback(stage, i + 1, n)
+
+
+def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {tuple(shape)}")

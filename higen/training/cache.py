@@ -20,10 +20,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from higen.cues import motion_from_latents
 from higen.training.components import load_components, load_embedder
 from higen.training.conditioning import (
-    Conditioner, encode_latents, image_cues, resolve_appearance, resolve_appearance_scale, sample_generators,
+    Conditioner, encode_latents, resolve_appearance_embedder, resolve_appearance_scale, sample_generators,
 )
 from higen.training.config import TrainConfig
 
@@ -47,7 +46,7 @@ def encoder_identity(cfg: TrainConfig, text_encoder: nn.Module, autoencoder: nn.
     """
     if autoencoder is None:
         raise ValueError("a latent cache is tied to its autoencoder: set model.autoencoder (or use a model folder that has one)")
-    appearance = resolve_appearance(cfg.cues)
+    appearance = resolve_appearance_embedder(cfg.cues)
     if appearance == "histogram":
         embedder_id = embedder.identity() if embedder is not None else None
     else:
@@ -66,7 +65,7 @@ def encoder_identity(cfg: TrainConfig, text_encoder: nn.Module, autoencoder: nn.
 def cache_settings_for_training(cfg: TrainConfig, components) -> dict:
     """The identity training from a cache expects (the image embedder is loaded just to identify it)."""
     embedder = components.embedder
-    if embedder is None and resolve_appearance(cfg.cues) != "ones":
+    if embedder is None and resolve_appearance_embedder(cfg.cues) != "ones":
         embedder = load_embedder(cfg)
     return encoder_identity(cfg, components.text_encoder, components.autoencoder, embedder)
 
@@ -84,12 +83,8 @@ def make_encode_fn(conditioner: Conditioner, seed: int) -> Callable:
         with conditioner.autocast():
             latents = encode_latents(conditioner.autoencoder, pixels, sample_generators(seed, CACHE_STEP, batch.indices, "cache_posterior"))
         latents = latents.float()
-        out = {"latents": latents, "text": conditioner.encode_text(batch.captions)}
-        if latents.shape[2] == 1:
-            _, motion, appearance = image_cues(latents)
-        else:
-            motion, appearance = motion_from_latents(latents).float(), conditioner.appearance(pixels)
-        return out | {"motion": motion, "appearance": appearance}
+        cues = conditioner.measure_cues(latents, pixels)
+        return {"latents": latents, "text": conditioner.encode_text(batch.captions), "motion": cues.motion, "appearance": cues.appearance}
 
     return encode
 

@@ -10,7 +10,7 @@
 - ``folder``: a higen model folder (fine-tuning a trained model); encoders from the folder unless
   overridden.
 
-The appearance embedder follows ``cues.appearance`` (OpenCLIP's image tower, the colour histogram, or
+The appearance embedder follows ``cues.appearance_embedder`` (OpenCLIP's image tower, the colour histogram, or
 none).
 """
 
@@ -27,8 +27,8 @@ import torch.nn as nn
 from higen.diffusion.schedule import NoiseSchedule
 from higen.models.config import UNetConfig
 from higen.models.unet import HiGenUNet
-from higen.pipeline.pipeline import GenerationDefaults
-from higen.training.conditioning import resolve_appearance
+from higen.pipeline.settings import GenerationSettings
+from higen.training.conditioning import resolve_appearance_embedder
 from higen.training.config import TrainConfig
 
 # UNet config fields that change neither the parameters nor their meaning: may differ on resume.
@@ -45,7 +45,7 @@ class Components:
     autoencoder: nn.Module | None
     embedder: nn.Module | None
     schedule: NoiseSchedule
-    defaults: GenerationDefaults
+    defaults: GenerationSettings
 
 
 # ------------------------------------------------------------------------------------- the UNet
@@ -144,7 +144,7 @@ def load_autoencoder_from(source: str | Path) -> nn.Module:
 
 def load_embedder(cfg: TrainConfig) -> nn.Module | None:
     """The image embedder of the appearance cue (None for ``ones``)."""
-    kind = resolve_appearance(cfg.cues)
+    kind = resolve_appearance_embedder(cfg.cues)
     if kind == "ones":
         return None
     if kind == "histogram":
@@ -188,20 +188,20 @@ def load_components(cfg: TrainConfig, load_unet_weights: bool = True) -> Compone
     autoencoder = load_autoencoder_from(autoencoder_source) if autoencoder_source else None
     embedder = load_embedder(cfg) if cfg.data.source != "cache" else None
     unet = build_unet(cfg, load_weights=load_unet_weights)
-    schedule, defaults = NoiseSchedule(), GenerationDefaults(frames=cfg.data.frames, height=cfg.data.height, width=cfg.data.width, fps=cfg.data.fps)
+    schedule, defaults = NoiseSchedule(), GenerationSettings(frames=cfg.data.frames, height=cfg.data.height, width=cfg.data.width, fps=cfg.data.fps)
     if cfg.model.init == "folder":
         folder = Path(cfg.model.path)
         if (folder / "scheduler.json").is_file():
             schedule = NoiseSchedule.from_dict(json.loads((folder / "scheduler.json").read_text()))
         if (folder / "pipeline.json").is_file():
-            defaults = GenerationDefaults.from_dict(json.loads((folder / "pipeline.json").read_text()))
+            defaults = GenerationSettings.from_dict(json.loads((folder / "pipeline.json").read_text()))
     for frozen in (text_encoder, autoencoder, embedder):
         if frozen is not None:
             frozen.requires_grad_(False).eval()
     return Components(unet, text_encoder, autoencoder, embedder, schedule, defaults)
 
 
-def generation_defaults(cfg: TrainConfig, defaults: GenerationDefaults) -> GenerationDefaults:
+def generation_defaults(cfg: TrainConfig, defaults: GenerationSettings) -> GenerationSettings:
     """The exported model's generation defaults: the config's ``generation`` section over ``defaults``,
     and one-stage sampling for a model trained without the decoupling (``cues.decoupled``)."""
     return dataclasses.replace(defaults, decoupled=cfg.cues.decoupled, **cfg.generation)

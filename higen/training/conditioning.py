@@ -6,11 +6,11 @@ release used 0) and replaced by the same null text that inference uses for the u
 (``""``; the release trained with a negative-prompt embedding instead).
 
 - latents: a *sample* of the autoencoder posterior, scaled by the autoencoder's factor (0.18215);
-- spatial prior: the clean latent of the middle frame, ``f // 2``;
-- motion: ``higen.cues.motion_from_latents`` of the scaled latents;
-- appearance: cosine similarities of per-frame image embeddings, remapped ``1 - k (1 - cos)``; with
-  OpenCLIP and k = 5 this is the release's ``5 cos - 4``;
-- image steps (one frame): zero prior, motion [0], appearance ones: what stage 1 sees at inference.
+- the cues, ``higen.cues.Cues.from_clip``: the spatial prior is the clean latent of the middle frame,
+  ``f // 2``; motion is measured on the scaled latents; the appearance cue is the cosine similarity of
+  the appearance embedder's per-frame embeddings, remapped ``1 - k (1 - cos)`` (with OpenCLIP and k = 5
+  the release's ``5 cos - 4``);
+- image steps (one frame): ``Cues.spatial_stage``, what stage 1 sees at inference.
 
 Randomness per sample comes from generators keyed by (seed, step, global sample index, purpose), never
 by rank, batch position or time, so one process with batch 2 and two processes with batch 1 draw the
@@ -26,7 +26,7 @@ from typing import Callable, ContextManager, Protocol
 import numpy as np
 import torch
 
-from higen.cues import appearance_from_embeddings, motion_from_latents
+from higen.cues import Cues, middle_frame
 from higen.encoders.text import NULL_TEXT
 from higen.training.config import CuesSection
 
@@ -97,15 +97,15 @@ class ImageEmbedder(Protocol):
     def embed(self, video: torch.Tensor) -> torch.Tensor: ...
 
 
-def resolve_appearance(cues: CuesSection) -> str:
+def resolve_appearance_embedder(cues: CuesSection) -> str:
     """The appearance embedder in use: ``auto`` is ``openclip`` when ``cues.open_clip`` is set, else ``histogram``."""
-    if cues.appearance == "auto":
+    if cues.appearance_embedder == "auto":
         return "openclip" if cues.open_clip else "histogram"
-    return cues.appearance
+    return cues.appearance_embedder
 
 
 def resolve_appearance_scale(cues: CuesSection) -> float:
-    return cues.appearance_scale if cues.appearance_scale is not None else DEFAULT_APPEARANCE_SCALE[resolve_appearance(cues)]
+    return cues.appearance_scale if cues.appearance_scale is not None else DEFAULT_APPEARANCE_SCALE[resolve_appearance_embedder(cues)]
 
 
 @torch.no_grad()
@@ -118,53 +118,27 @@ def encode_latents(autoencoder: Autoencoder, pixels: torch.Tensor, generators: l
     return torch.cat([autoencoder.encode(pixels[i : i + 1], sample=True, generator=g) for i, g in enumerate(generators)])
 
 
-def appearance_cue(embeddings: torch.Tensor, scale: float) -> torch.Tensor:
-    """Per-frame image embeddings ``b f d`` -> similarity matrix ``b f f``: ``1 - scale (1 - cos)``.
-
-    Computed in float32 outside autocast: the scale multiplies any rounding of the cosines.
-    """
-    with torch.autocast(embeddings.device.type, enabled=False):
-        release = appearance_from_embeddings(embeddings.float())  # 5 cos - 4 = 1 - 5 (1 - cos)
-    return 1.0 - (scale / 5.0) * (1.0 - release)
-
-
-def image_cues(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stage-1 cues for ``b c 1 h w``: (zero prior ``b c h w``, motion [0] ``b``, appearance ones ``b 1 1``)."""
-    b, c, _, h, w = latents.shape
-    return latents.new_zeros(b, c, h, w), latents.new_zeros(b), latents.new_ones(b, 1, 1)
-
-
-def spatial_prior(latents: torch.Tensor) -> torch.Tensor:
-    """The clean latent of the middle frame ``f // 2``: ``b c h w`` (higen.md §1)."""
-    return latents[:, :, latents.shape[2] // 2]
-
-
 # ---------------------------------------------------------------------------------- conditioner
 
 
 @dataclass
 class TrainingInputs:
-    """One batch, ready for the loss. ``latents`` ``b c f h w`` (clean, scaled); ``text`` ``b L d``;
-    ``spatial_prior`` ``b c h w``; ``motion`` ``b (f-1)`` (``b`` for one frame); ``appearance`` ``b f f``."""
+    """One batch, ready for the loss. ``latents`` ``b c f h w`` (clean, scaled); ``text`` ``b L d``; ``cues``
+    with a measured ``b f f`` appearance cue."""
 
     latents: torch.Tensor
     text: torch.Tensor
-    spatial_prior: torch.Tensor
-    motion: torch.Tensor
-    appearance: torch.Tensor
+    cues: Cues
     indices: list[int]
     dropped: list[bool]
-
-    def unet_kwargs(self) -> dict[str, torch.Tensor]:
-        return dict(text=self.text, spatial_prior=self.spatial_prior, motion=self.motion, appearance=self.appearance)
 
 
 class Conditioner:
     """Builds :class:`TrainingInputs` from a data ``Batch`` with the frozen encoders.
 
-    ``embedder`` None means the ``ones`` appearance choice. Cached batches (``batch.latents`` set) bring
-    their latents, text features and cues; only caption dropout is applied to them here. ``autocast``
-    (a context-manager factory) wraps the encoders only; the cues are computed in float32.
+    ``embedder`` (the appearance embedder) None means the ``ones`` choice. Cached batches (``batch.latents``
+    set) bring their latents, text features and cues; only caption dropout is applied to them here.
+    ``autocast`` (a context-manager factory) wraps the encoders only; the cues are computed in float32.
     """
 
     def __init__(
@@ -198,23 +172,24 @@ class Conditioner:
                 latents = encode_latents(self.autoencoder, pixels, sample_generators(self.seed, step, batch.indices, "posterior"))
             latents = latents.float()
             text = self.encode_text(batch.captions, dropped)
-        if latents.shape[2] == 1:
-            prior, motion, appearance = image_cues(latents)
+        b, _, f = latents.shape[:3]
+        if f == 1 or not self.decoupled:  # image steps; the plain text-to-video ablation on every step
+            cues = Cues.spatial_stage(b, f, self.device)
+        elif batch.motion is not None and batch.appearance is not None:  # measured when the cache was built
+            cues = Cues(middle_frame(latents), batch.motion, batch.appearance)
         else:
-            prior = spatial_prior(latents)
-            motion, appearance = getattr(batch, "motion", None), getattr(batch, "appearance", None)
-            if motion is None:
-                motion = motion_from_latents(latents)
-            if appearance is None:
-                # Without pixels (latent-size world data) there is nothing to embed: static appearance.
-                appearance = self.appearance(pixels) if pixels is not None else latents.new_ones(latents.shape[0], latents.shape[2], latents.shape[2])
-        if not self.decoupled:  # the plain text-to-video ablation: the stage-1 inputs on every step
-            b, c, f, h, w = latents.shape
-            prior, motion, appearance = latents.new_zeros(b, c, h, w), latents.new_zeros(b, max(f - 1, 1)), latents.new_ones(b, f, f)
-        return TrainingInputs(
-            latents=latents, text=text.float(), spatial_prior=prior, motion=motion.to(self.device).float(),
-            appearance=appearance.to(self.device).float(), indices=list(batch.indices), dropped=dropped,
-        )
+            cues = self.measure_cues(latents, pixels)
+        return TrainingInputs(latents=latents, text=text.float(), cues=cues.to(self.device), indices=list(batch.indices), dropped=dropped)
+
+    @torch.no_grad()
+    def measure_cues(self, latents: torch.Tensor, pixels: torch.Tensor | None) -> Cues:
+        """:meth:`Cues.from_clip` of scaled latents ``b c f h w`` and their clips ``b 3 f H W``. Without pixels
+        (latent-size world data) or without an appearance embedder, appearance does not change (ones)."""
+        embeddings = None
+        if pixels is not None and self.embedder is not None:
+            with self.autocast():
+                embeddings = self.embedder.embed(pixels)
+        return Cues.from_clip(latents, embeddings, self.appearance_scale)
 
     def encode_text(self, captions: list[str], dropped: list[bool] | None = None) -> torch.Tensor:
         """Text features ``b L d`` (float32); dropped captions become the null text."""
@@ -222,15 +197,6 @@ class Conditioner:
         texts = [NULL_TEXT if drop else caption for caption, drop in zip(captions, dropped)]
         with self.autocast():
             return self.text_encoder.encode(texts).to(self.device, torch.float32)
-
-    def appearance(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The appearance cue ``b f f`` of clips ``b 3 f H W`` (ones without an embedder)."""
-        b, _, f = pixels.shape[:3]
-        if self.embedder is None:
-            return torch.ones(b, f, f, device=pixels.device)
-        with self.autocast():
-            embeddings = self.embedder.embed(pixels)
-        return appearance_cue(embeddings, self.appearance_scale)
 
     def null_text(self) -> torch.Tensor:
         """Text features of the null text ``1 L d`` (encoded once)."""
@@ -248,6 +214,6 @@ class Conditioner:
 
 __all__ = [
     "DEFAULT_APPEARANCE_SCALE", "TrainingInputs", "Conditioner", "keyed_seed", "sample_generator",
-    "sample_generators", "step_kind", "caption_dropout_mask", "resolve_appearance", "resolve_appearance_scale",
-    "encode_latents", "appearance_cue", "image_cues", "spatial_prior",
+    "sample_generators", "step_kind", "caption_dropout_mask", "resolve_appearance_embedder", "resolve_appearance_scale",
+    "encode_latents",
 ]

@@ -45,12 +45,14 @@ class CuesSection:
 
     caption_dropout: float = 0.1  # probability of training a sample with the null text "" (CFG)
     image_probability: float = 0.0  # per-step probability of an image step (F = 1: the spatial stage)
-    appearance: str = "auto"  # openclip | histogram | ones; auto = openclip when open_clip is set, else histogram
+    # The appearance embedder whose per-frame embeddings measure the appearance cue: openclip | histogram |
+    # ones (no embedder: appearance never changes); auto = openclip when open_clip is set, else histogram.
+    appearance_embedder: str = "auto"
     open_clip: str | None = None  # open_clip_pytorch_model.bin (ViT-H-14) or a saved image-embedder folder
     appearance_scale: float | None = None  # k in 1 - k (1 - cos); None: 5 for openclip (the release), 10 for histogram
     offset_noise: float = 0.1  # the release's noise_strength
     # False trains the plain text-to-video ablation: no spatial prior (zeros), motion 0, appearance ones
-    # on every step; the exported model then samples in one stage (GenerationDefaults.decoupled).
+    # on every step; the exported model then samples in one stage (GenerationSettings.decoupled).
     decoupled: bool = True
 
 
@@ -67,12 +69,6 @@ class LossSection:
     # range trains one end of the schedule only, e.g. (500, 1000): the noisy steps where a video's layout and
     # motion are decided (docs/bundled_model.md, "Why direction is at chance"); the other steps then drift.
     timesteps: tuple[int, int] = (0, 1000)
-    # Not in the release: on video steps, draw each sample's timestep from [video_high_noise_from, high) with
-    # probability video_high_noise_fraction (else from [low, high) as above). A motion word (the world's
-    # direction) pays only at the noisiest steps, where the noisy latent no longer shows the motion: a tenth
-    # of uniform draws (docs/bundled_model.md, "Why direction is at chance"). 0: the release's draw.
-    video_high_noise_fraction: float = 0.0
-    video_high_noise_from: int = 900
 
 
 @dataclass
@@ -183,7 +179,7 @@ class TrainConfig:
     sample: SampleSection = field(default_factory=SampleSection)
     distributed: DistributedSection = field(default_factory=DistributedSection)
     debug: DebugSection = field(default_factory=DebugSection)
-    # Generation defaults written into the exported model folder's pipeline.json (any GenerationDefaults
+    # Generation defaults written into the exported model folder's pipeline.json (any GenerationSettings
     # field, e.g. motion, appearance, sampler, spatial_steps); frames / size / fps default to the data's.
     generation: dict = field(default_factory=dict)
 
@@ -201,7 +197,7 @@ _CHOICES = {
     "model.init": ("scratch", "vgen", "folder"),
     "data.source": ("manifest", "webdataset", "world", "cache"),
     "data.min_frames_policy": ("skip", "pad"),
-    "cues.appearance": ("auto", "openclip", "histogram", "ones"),
+    "cues.appearance_embedder": ("auto", "openclip", "histogram", "ones"),
     "optim.schedule": ("cosine", "constant"),
     "train.precision": ("fp32", "bf16", "fp16"),
     "distributed.strategy": ("ddp", "fsdp"),
@@ -210,10 +206,10 @@ _CHOICES = {
 
 
 def _validate(cfg: TrainConfig) -> None:
-    from higen.pipeline.pipeline import GenerationDefaults
+    from higen.pipeline.settings import GenerationSettings
 
     try:
-        GenerationDefaults.from_dict(cfg.generation)
+        GenerationSettings.from_dict(cfg.generation)
     except (TypeError, ValueError) as err:
         raise ValueError(f"config: generation: {err}") from None
     for key, choices in _CHOICES.items():
@@ -240,10 +236,6 @@ def _validate(cfg: TrainConfig) -> None:
     low, high = cfg.loss.timesteps
     if not 0 <= low < high:
         raise ValueError(f"config: loss.timesteps must be [low, high) with 0 <= low < high; got {list(cfg.loss.timesteps)}")
-    if not 0.0 <= cfg.loss.video_high_noise_fraction <= 1.0:
-        raise ValueError(f"config: loss.video_high_noise_fraction is a probability in [0, 1]; got {cfg.loss.video_high_noise_fraction}")
-    if cfg.loss.video_high_noise_fraction > 0 and not low <= cfg.loss.video_high_noise_from < high:
-        raise ValueError(f"config: loss.video_high_noise_from must lie in loss.timesteps [{low}, {high}); got {cfg.loss.video_high_noise_from}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.cues.offset_noise < 0:
@@ -260,8 +252,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config: ema.decay must be in [0, 1); got {cfg.ema.decay}")
     if cfg.model.init != "scratch" and not cfg.model.path:
         raise ValueError(f"config: model.init={cfg.model.init} needs model.path")
-    if cfg.cues.appearance == "openclip" and not cfg.cues.open_clip:
-        raise ValueError("config: cues.appearance=openclip needs cues.open_clip (the OpenCLIP ViT-H-14 weights file)")
+    if cfg.cues.appearance_embedder == "openclip" and not cfg.cues.open_clip:
+        raise ValueError("config: cues.appearance_embedder=openclip needs cues.open_clip (the OpenCLIP ViT-H-14 weights file)")
     if cfg.data.source in ("manifest", "webdataset", "cache") and not cfg.data.videos and not cfg.data.images:
         raise ValueError(f"config: data.source={cfg.data.source} needs data.videos (and/or data.images)")
     cfg.data.validate()
@@ -384,11 +376,11 @@ def apply_override(cfg: TrainConfig, item: str) -> None:
 
 
 def _mapping_entry_hints(section: str) -> dict[str, Any]:
-    """The types of a mapping section's entries: ``generation`` holds GenerationDefaults fields."""
+    """The types of a mapping section's entries: ``generation`` holds GenerationSettings fields."""
     if section == "generation":
-        from higen.pipeline.pipeline import GenerationDefaults
+        from higen.pipeline.settings import GenerationSettings
 
-        return _hints(GenerationDefaults)
+        return _hints(GenerationSettings)
     return {}
 
 

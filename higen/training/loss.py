@@ -33,23 +33,11 @@ def contrast_weights(x: torch.Tensor, strength: float) -> torch.Tensor:
     return weight / weight.mean(dim=(2, 3), keepdim=True)
 
 
-def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: int = 0,
-                   high_noise: tuple[float, int] | None = None) -> torch.Tensor:
-    """One ``t ~ U{low, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU).
-
-    ``high_noise=(fraction, start)``: each ``t`` is drawn from ``U{start, ..., num_timesteps - 1}`` instead
-    with probability ``fraction`` (one extra draw per generator; None draws exactly as without it).
-    """
+def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: int = 0) -> torch.Tensor:
+    """One ``t ~ U{low, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU)."""
     if not 0 <= low < num_timesteps:
         raise ValueError(f"timesteps: need 0 <= low < high; got low {low}, high {num_timesteps}")
-    fraction, start = high_noise if high_noise is not None else (0.0, low)
-    if not low <= start < num_timesteps:
-        raise ValueError(f"timesteps: the high-noise range must start in [{low}, {num_timesteps}); got {start}")
-
-    def first(g: torch.Generator) -> int:  # no draw at all without high_noise
-        return start if high_noise is not None and torch.rand((), generator=g) < fraction else low
-
-    return torch.stack([torch.randint(first(g), num_timesteps, (), generator=g) for g in generators])
+    return torch.stack([torch.randint(low, num_timesteps, (), generator=g) for g in generators])
 
 
 def draw_noise(generators: list[torch.Generator], shape: tuple[int, ...], strength: float) -> torch.Tensor:

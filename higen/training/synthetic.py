@@ -127,14 +127,14 @@ def tiny_components(seed: int = 0, dropout: float = 0.1, appearance: str = "hist
     """
     from higen.diffusion.schedule import NoiseSchedule
     from higen.encoders.histogram import HistogramEmbedder
-    from higen.pipeline.pipeline import GenerationDefaults
+    from higen.pipeline.settings import GenerationSettings
     from higen.tiny import tiny_autoencoder, tiny_text_encoder, tiny_unet
     from higen.training.components import Components
 
     text_encoder = tiny_text_encoder(seed)
     unet = tiny_unet(seed, **{"text_dim": text_encoder.dim, "dropout": dropout, "temporal_dropout": dropout, **unet}).train()
     embedder = HistogramEmbedder() if appearance == "histogram" else None
-    defaults = GenerationDefaults(frames=4, height=32, width=32, spatial_steps=2, temporal_steps=2)
+    defaults = GenerationSettings(frames=4, height=32, width=32, spatial_steps=2, temporal_steps=2)
     return Components(unet, text_encoder, tiny_autoencoder(seed), embedder, NoiseSchedule(), defaults)
 
 

@@ -137,10 +137,9 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     for frozen in (components.text_encoder, components.autoencoder, components.embedder):
         if frozen is not None:
             frozen.to(device).eval()
-    # Image steps (F = 1) leave the temporal layers without gradients, and the trainer never passes
-    # an fps: DDP must then expect unused parameters.
+    # Image steps (F = 1) leave the temporal layers without gradients: DDP must then expect unused parameters.
     image_steps = data.has_images() and (cfg.cues.image_probability > 0 or not data.has_videos())
-    model = wrap_model(unet, world, cfg.distributed, find_unused=image_steps or unet.config.use_fps_condition)
+    model = wrap_model(unet, world, cfg.distributed, find_unused=image_steps)
     groups = build_param_groups(unwrap(model), cfg.optim.param_groups)  # the (possibly sharded) parameters now
     names = {p: n for g in groups for p, n in zip(g.params, g.names)}
     trainable = {n: p for p, n in names.items()}
@@ -154,7 +153,6 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     t_low, t_high = cfg.loss.timesteps
     if t_high > loss_fn.num_timesteps:
         raise ValueError(f"config: loss.timesteps {list(cfg.loss.timesteps)} goes past the schedule's {loss_fn.num_timesteps} steps")
-    high_noise = (cfg.loss.video_high_noise_fraction, cfg.loss.video_high_noise_from) if cfg.loss.video_high_noise_fraction > 0 else None
     conditioner = Conditioner(
         components.text_encoder, components.autoencoder, components.embedder, seed=t_cfg.seed,
         caption_dropout=cfg.cues.caption_dropout, appearance_scale=resolve_appearance_scale(cfg.cues), device=device,
@@ -198,11 +196,11 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
         for micro in range(t_cfg.grad_accum):
             batch = data.next_batch(kind)
             inputs = conditioner(batch, step)
-            t = draw_timesteps(sample_generators(t_cfg.seed, step, inputs.indices, "timestep"), t_high, t_low, high_noise if kind == "video" else None)
+            t = draw_timesteps(sample_generators(t_cfg.seed, step, inputs.indices, "timestep"), t_high, t_low)
             noise = draw_noise(sample_generators(t_cfg.seed, step, inputs.indices, "noise"), tuple(inputs.latents.shape[1:]), cfg.cues.offset_noise)
             with no_gradient_sync(model, micro < t_cfg.grad_accum - 1):
                 with _autocast(t_cfg.precision, device):
-                    loss = loss_fn(model, inputs.latents, t, noise, **inputs.unet_kwargs()).mean() / t_cfg.grad_accum
+                    loss = loss_fn(model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean() / t_cfg.grad_accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
             step_loss += loss.detach()
         if scaler is not None:

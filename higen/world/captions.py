@@ -260,31 +260,3 @@ def spec_attributes(spec: ClipSpec) -> dict[str, str | None]:
         speed=speed_word(spec.speed) if spec.direction != "still" else None, size=size_word(spec.size),
         background=spec.background, change=spec.change, end_colour=spec.end_colour,
     )
-
-
-_WORDS_OF = {"colour": COLOUR_WORDS, "shape": SHAPE_WORDS, "direction": DIRECTION_WORDS, "end_colour": COLOUR_WORDS}
-
-
-def replace_attribute(caption: str, attribute: str, value: str) -> str | None:
-    """``caption`` with the words naming its ``attribute`` ("colour", "shape", "direction" or "end_colour") replaced by
-    ``value``'s plain name, everything else kept; None when no single swap does exactly that (checked with
-    :func:`parse_prompt`, so a background's or an end colour's word is never the one swapped; a still
-    object has no direction word to swap).
-
-    Used to ask whether a model reads a word: "a red ball ..." vs "a red star ..." (scripts/stage_probe.py).
-    """
-    if attribute not in _WORDS_OF:
-        raise ValueError(f"can replace {' or '.join(_WORDS_OF)}, not {attribute!r}")
-    words = _WORDS_OF[attribute]
-    if value not in words:
-        raise ValueError(f"unknown {attribute} {value!r}; choose one of: {', '.join(words)}")
-    before = parse_prompt(caption)
-    if before[attribute] not in words:  # not named, or "still"
-        return None
-    for word in sorted(words[before[attribute]], key=len, reverse=True):
-        for m in re.finditer(rf"\b{re.escape(word)}\b", caption):
-            swapped = caption[:m.start()] + value + caption[m.end():]
-            after = parse_prompt(swapped)
-            if after[attribute] == value and all(after[k] == before[k] for k in ATTRIBUTES if k != attribute):
-                return swapped
-    return None

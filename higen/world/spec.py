@@ -29,7 +29,6 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross")
 DIRECTIONS = ("left", "right", "up", "down", "still")
-OPPOSITE_DIRECTION = {"left": "right", "right": "left", "up": "down", "down": "up"}
 CHANGES = ("none", "colour", "grow", "shrink")
 
 # Backgrounds: (top colour, bottom colour), interpolated linearly down the image; plain ones have equal ends.
