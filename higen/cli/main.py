@@ -26,7 +26,7 @@ def _add_optional_commands(sub) -> None:
     """Commands living in other parts of the package, added when those parts are present."""
     import importlib
 
-    for module_name in ("higen.cli.train", "higen.cli.autoencoder", "higen.cli.evaluate", "higen.cli.world", "higen.cli.bench", "higen.cli.web"):
+    for module_name in ("higen.cli.train", "higen.cli.autoencoder", "higen.cli.evaluate", "higen.cli.world", "higen.cli.bench", "higen.cli.web", "higen.cli.evaluate_videos"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
