@@ -13,6 +13,7 @@ Preset ``unterthiner2018`` (the only one so far; its name goes into every report
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -40,7 +41,19 @@ def preprocess(clip: np.ndarray | torch.Tensor, device: str | torch.device = "cp
     return rearrange(2 * resized / 255 - 1, "f h w c -> c f h w")
 
 
+@contextmanager
+def _no_tf32():
+    """cuDNN's default TF32 convolutions (Ampere GPUs and later) would move the logits by about 1e-3."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
 @torch.no_grad()
+@_no_tf32()
 def i3d_embeddings(clips: Iterable[np.ndarray], model: I3D, batch_size: int = 8, progress: bool = False,
                    total: int | None = None) -> np.ndarray:
     """``(N, 400)`` float32 I3D embeddings of uint8 ``f h w 3`` clips (all with the same frame count)."""
