@@ -53,8 +53,12 @@ def test_unpickler_builds_numpy_arrays_only():
 # ------------------------------------------------------------------ the original graph's values
 @pytest.mark.parametrize("frames, expected", [(30, 151.3925), (16, 152.9012)])
 def test_logits_match_the_tensorflow_graph(model, frames, expected):
-    """|logits(all -1 video) - logits(all +1 video)|^2 as the original TF-Hub I3D computes it."""
-    video = torch.stack([torch.full((3, frames, 224, 224), -1.0), torch.full((3, frames, 224, 224), 1.0)])
+    """|logits(all -1 video) - logits(all +1 video)|^2 as the original TF-Hub I3D computes it.
+
+    The videos enter as uint8 black and white frames, so the scaling to [-1, 1] is checked too."""
+    black, white = np.zeros((frames, 48, 64, 3), np.uint8), np.full((frames, 48, 64, 3), 255, np.uint8)
+    video = torch.stack([fvd.preprocess(black), fvd.preprocess(white)])
+    assert video[0].eq(-1).all() and video[1].eq(1).all()
     with torch.no_grad():
         logits = model(video)
     assert logits.shape == (2, 400)
