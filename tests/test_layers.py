@@ -13,7 +13,7 @@ LAYERS = {
     "pipeline": 3, "world": 3, "tiny": 3,
     "data": 4,
     "training": 5,
-    "benchmark": 6, "bundled": 6,
+    "benchmark": 6, "bundled": 6, "evaluation": 6,
     "cli": 7,
 }
 
