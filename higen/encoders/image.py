@@ -56,10 +56,14 @@ class CLIPImageEmbedder(nn.Module):
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         b = video.shape[0]
         frames = rearrange(video, "b c f h w -> (b f) c h w")
-        dtype = next(self.model.parameters()).dtype
-        out = [self.model(pixel_values=self.preprocess(chunk).to(dtype)).image_embeds for chunk in frames.split(int(chunk_size))]
-        embeds = F.normalize(torch.cat(out).float(), dim=-1)
+        embeds = torch.cat([self.embed_pixels(self.preprocess(chunk)) for chunk in frames.split(int(chunk_size))])
         return rearrange(embeds, "(b f) d -> b f d", b=b)
+
+    @torch.no_grad()
+    def embed_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Preprocessed CLIP inputs ``n 3 S S`` -> unit-length projected embeddings ``n d`` (float32)."""
+        dtype = next(self.model.parameters()).dtype
+        return F.normalize(self.model(pixel_values=pixel_values.to(dtype)).image_embeds.float(), dim=-1)
 
     # ---------------------------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -96,17 +100,24 @@ class CLIPImageEmbedder(nn.Module):
         width (80 for ViT-H-14, else 64). Strict: a missing, unexpected or wrong-shape ``visual.*`` key
         raises :class:`CheckpointError` naming it.
         """
+        return cls.from_open_clip_state_dict(load_checkpoint_file(path), str(path), heads)
+
+    @classmethod
+    def from_open_clip_state_dict(cls, state: dict, source: str, heads: int | None = None,
+                                  hidden_act: str = "gelu") -> "CLIPImageEmbedder":
+        """:meth:`from_open_clip_checkpoint` for a state dict already read (``source`` names it in errors);
+        ``hidden_act="quick_gelu"`` for towers trained with OpenAI's QuickGELU (not visible in the tensors)."""
         from transformers import CLIPVisionModelWithProjection
 
-        state = open_clip.visual_tower(load_checkpoint_file(path))
-        config = _vision_config_from_open_clip(state, str(path), heads)
-        check_state_dict(_open_clip_visual_shapes(config), state, source=f"{path} (OpenCLIP visual tower, keys without 'visual.')")
+        state = open_clip.visual_tower(state)
+        config = _vision_config_from_open_clip(state, source, heads, hidden_act)
+        check_state_dict(_open_clip_visual_shapes(config), state, source=f"{source} (OpenCLIP visual tower, keys without 'visual.')")
         model = CLIPVisionModelWithProjection(config)
         model.load_state_dict(_open_clip_visual_to_hf(state, config.num_hidden_layers), strict=True)
         return cls(model)
 
 
-def _vision_config_from_open_clip(state: dict, source: str, heads: int | None):
+def _vision_config_from_open_clip(state: dict, source: str, heads: int | None, hidden_act: str = "gelu"):
     from transformers import CLIPVisionConfig
 
     width, _, patch, _ = open_clip.require(state, "conv1.weight", source, "visual").shape
@@ -121,7 +132,7 @@ def _vision_config_from_open_clip(state: dict, source: str, heads: int | None):
         raise CheckpointError(f"{source}: visual width {width} is not divisible by {heads} heads")
     return CLIPVisionConfig(
         hidden_size=width, intermediate_size=hidden, projection_dim=projection, num_hidden_layers=open_clip.count_blocks(state),
-        num_attention_heads=heads, image_size=grid * patch, patch_size=patch, hidden_act="gelu", layer_norm_eps=1e-5,
+        num_attention_heads=heads, image_size=grid * patch, patch_size=patch, hidden_act=hidden_act, layer_norm_eps=1e-5,
     )
 
 

@@ -161,18 +161,35 @@ class CLIPTextEncoder(TextEncoder):
         ``tokenizer``: a ``CLIPTokenizer`` folder or OpenCLIP's ``bpe_simple_vocab_16e6.txt.gz``;
         ``None`` looks for the latter in an installed ``open_clip`` package.
         """
+        return cls.from_open_clip_state_dict(load_checkpoint_file(path), str(path), tokenizer)
+
+    @classmethod
+    def from_open_clip_state_dict(cls, state: dict, source: str, tokenizer: str | os.PathLike | None = None,
+                                  hidden_act: str = "gelu") -> "CLIPTextEncoder":
+        """:meth:`from_open_clip_checkpoint` for a state dict already read (``source`` names it in errors).
+
+        ``hidden_act="quick_gelu"`` for towers trained with OpenAI's QuickGELU (OpenAI's own CLIP
+        weights, OpenCLIP's ``-quickgelu`` models); the activation is not visible in the tensors.
+        """
         from transformers import CLIPTextModelWithProjection
 
         tokenizer = open_clip.load_clip_tokenizer(tokenizer)
-        state = open_clip.text_tower(load_checkpoint_file(path))
-        config = _text_config_from_open_clip(state, str(path))
-        check_state_dict(_open_clip_text_shapes(config), state, source=f"{path} (OpenCLIP text tower)")
+        state = open_clip.text_tower(state)
+        config = _text_config_from_open_clip(state, source, hidden_act)
+        check_state_dict(_open_clip_text_shapes(config), state, source=f"{source} (OpenCLIP text tower)")
         model = CLIPTextModelWithProjection(config)
         model.load_state_dict(_open_clip_text_to_hf(state, config.num_hidden_layers), strict=True)
         return cls(model.eval(), tokenizer)
 
+    @torch.no_grad()
+    def embed(self, prompts: Sequence[str]) -> torch.Tensor:
+        """CLIP's text embedding ``b d``, L2-normalised (float32): the last layer's ``ln_final`` output at the
+        end-of-text token, through ``text_projection`` (what CLIP compares with image embeddings)."""
+        ids = self.tokenize(prompts).to(self.device)
+        return torch.nn.functional.normalize(self.model(input_ids=ids).text_embeds.float(), dim=-1)
 
-def _text_config_from_open_clip(state: dict, source: str):
+
+def _text_config_from_open_clip(state: dict, source: str, hidden_act: str = "gelu"):
     """A ``CLIPTextConfig`` with the sizes of an OpenCLIP text tower's tensors."""
     from transformers import CLIPTextConfig
 
@@ -185,7 +202,7 @@ def _text_config_from_open_clip(state: dict, source: str):
     return CLIPTextConfig(
         vocab_size=vocab, hidden_size=width, intermediate_size=hidden, projection_dim=projection,
         num_hidden_layers=open_clip.count_blocks(state), num_attention_heads=width // 64,
-        max_position_embeddings=positions, hidden_act="gelu",  # ViT-H-14 uses GELU, not OpenAI's quick_gelu
+        max_position_embeddings=positions, hidden_act=hidden_act,  # ViT-H-14: GELU, not OpenAI's quick_gelu
         layer_norm_eps=1e-5, pad_token_id=0, bos_token_id=vocab - 2, eos_token_id=vocab - 1,
     )
 
