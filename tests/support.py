@@ -86,4 +86,14 @@ def tiny_open_clip_state_dict(
     return state
 
 
-__all__ = ["TINY_DEFAULTS", "tiny_image_embedder", "tiny_pipeline", "save_tiny_model", "tiny_open_clip_state_dict"]
+__all__ = ["TINY_DEFAULTS", "tiny_image_embedder", "tiny_pipeline", "save_tiny_model", "tiny_open_clip_state_dict", "save_tiny_open_clip"]
+
+
+def save_tiny_open_clip(folder: str | os.PathLike, seed: int = 3) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+    """A tiny OpenCLIP file (text 128 wide: 2 heads of 64; vision 64 wide: 1 head; 32 px, patch 8) and a
+    tokenizer folder for it, in ``folder``: (checkpoint path, tokenizer folder, state dict)."""
+    folder = Path(folder)
+    state = tiny_open_clip_state_dict(seed=seed, width=128, layers=2)
+    torch.save(state, folder / "open_clip_pytorch_model.bin")
+    tiny_clip_tokenizer().save_pretrained(str(folder / "tokenizer"))
+    return folder / "open_clip_pytorch_model.bin", folder / "tokenizer", state

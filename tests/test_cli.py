@@ -5,7 +5,7 @@ import argparse
 from higen.cli.main import build_parser
 
 COMMANDS = {
-    "generate", "convert-vgen", "info", "train", "train-cache", "train-export", "train-autoencoder", "evaluate", "evaluate-videos", "world",
+    "generate", "convert-vgen", "info", "train", "train-cache", "train-export", "train-autoencoder", "evaluate", "evaluate-videos", "evaluate-t2v", "world",
     "bench", "web",
 }
 

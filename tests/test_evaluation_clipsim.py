@@ -15,18 +15,13 @@ from higen.evaluation.clipsim import CLIPSimilarity, clip_preprocess, evaluate_c
 from higen.io.video import write_video
 from higen.tiny import tiny_clip_tokenizer
 
-from support import tiny_open_clip_state_dict
+from support import save_tiny_open_clip, tiny_open_clip_state_dict
 from test_encoders import _layer_norm, _open_clip_block, open_clip_image_embedding
 
 
 @pytest.fixture(scope="module")
 def clip_files(tmp_path_factory):
-    """A tiny random OpenCLIP file (text 128 wide: 2 heads of 64; vision 64 wide: 1 head; 32 px, patch 8) and its tokenizer."""
-    folder = tmp_path_factory.mktemp("clip")
-    state = tiny_open_clip_state_dict(seed=3, width=128, layers=2)
-    torch.save(state, folder / "open_clip_pytorch_model.bin")
-    tiny_clip_tokenizer().save_pretrained(str(folder / "tokenizer"))
-    return folder / "open_clip_pytorch_model.bin", folder / "tokenizer", state
+    return save_tiny_open_clip(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="module")

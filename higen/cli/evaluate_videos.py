@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fvd", nargs=2, type=Path, metavar=("REAL_DIR", "FAKE_DIR"), help="FVD between the videos of two folders")
     p.add_argument("--flicker", nargs="+", type=Path, metavar="DIR", help="flicker and frame differences of each folder's videos")
     p.add_argument("--clipsim", nargs="+", type=Path, metavar="DIR", help="CLIPSIM of each folder's videos against their captions")
+    p.add_argument("--captions", type=Path, help="CLIPSIM: CSV with a 'caption' column and a 'video' (or 'video_id') column naming each video")
     add_clip_arguments(p)
     p.add_argument("--frames", type=int, default=16, help="FVD: frames per clip, from the start of each video (default 16; at least 9)")
     p.add_argument("--stride", type=int, default=1, help="FVD: take every STRIDE-th frame (default 1)")
@@ -31,8 +32,7 @@ def add_parser(sub) -> None:
 
 
 def add_clip_arguments(p) -> None:
-    """The CLIPSIM options (shared with ``higen evaluate-t2v``)."""
-    p.add_argument("--captions", type=Path, help="CLIPSIM: CSV with a 'caption' column and a 'video' (or 'video_id') column naming each video")
+    """The CLIP model options of CLIPSIM (shared with ``higen evaluate-t2v``)."""
     p.add_argument("--clip-checkpoint", type=Path, help="CLIPSIM: an OpenCLIP open_clip_pytorch_model.bin (ViT-B-32 is the papers' convention)")
     p.add_argument("--clip-quick-gelu", action="store_true", help="CLIPSIM: the checkpoint was trained with QuickGELU (OpenAI's weights, '-quickgelu' models)")
     p.add_argument("--tokenizer", type=Path, help="CLIPSIM: bpe_simple_vocab_16e6.txt.gz or a CLIPTokenizer folder (default: the open_clip package's)")

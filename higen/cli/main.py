@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from higen.cli import autoencoder, bench, convert, evaluate, evaluate_videos, generate, info, train, web, world
+from higen.cli import autoencoder, bench, convert, evaluate, evaluate_t2v, evaluate_videos, generate, info, train, web, world
 from higen.io.checkpoint import CheckpointError
 
 # Every command module, in the order ``higen --help`` lists them; each adds its subcommand(s).
-COMMANDS = (generate, convert, info, train, autoencoder, evaluate, evaluate_videos, world, bench, web)
+COMMANDS = (generate, convert, info, train, autoencoder, evaluate, evaluate_videos, evaluate_t2v, world, bench, web)
 
 # Errors a user can cause and fix: printed as one message, never as a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, CheckpointError, OSError)
