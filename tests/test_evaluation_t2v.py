@@ -73,3 +73,18 @@ def test_bad_shards_and_inputs(setup, tmp_path, capsys):
     assert run_t2v(setup, tmp_path / "o", "--real-videos", str(tmp_path / "missing")) == 2
     assert "video folder not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_fvd_when_the_videos_are_long_enough(setup, tmp_path):
+    """With 9-frame videos, real videos and the I3D weights installed, the report holds the FVD (all 9 frames)."""
+    model, prompts, _, clip = setup
+    real = tmp_path / "real"
+    for i in range(3):
+        write_video(real / f"r{i}.mp4", np.random.default_rng(i).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8), fps=8)
+    assert main(["evaluate-t2v", "--prompts", str(prompts), "--model", str(model), "-o", str(tmp_path / "eval"), "--real-videos", str(real),
+                 "--frames", "9", "--device", "cpu", "--no-progress"]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["fvd"]["frames"] == 9 and report["fvd"]["real"]["n"] == 3 and report["fvd"]["fake"]["n"] == 3
+    assert report["fvd"]["fvd"] > 0
+    assert "--clip-checkpoint" in report["clipsim"]["skipped"]
