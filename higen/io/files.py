@@ -46,6 +46,19 @@ def temporary_folder(parent: str | os.PathLike, prefix: str, suffix: str = "") -
     return folder
 
 
+def read_json(path: str | os.PathLike):
+    """The JSON in ``path``; a missing, non-UTF-8 or malformed file is an error naming it."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -83,6 +83,21 @@ class GenerationSettings:
     def from_dict(cls, d: dict) -> "GenerationSettings":
         return cls().replace(**d) if d else cls()
 
+    @classmethod
+    def load(cls, path) -> "GenerationSettings":
+        """Settings from a JSON file (a model folder's ``pipeline.json``); a bad file or value names the file."""
+        from higen.io.files import read_json
+
+        d = read_json(path)
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} does not hold a JSON object of generation settings")
+        try:
+            return cls.from_dict(d)
+        except SettingError as err:
+            raise SettingError(err.setting, f"{path}: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
 
 def _typed(name: str, kind: str, value):
     """``value`` as the field's type (``int``, ``float``, ``str``, ``bool``), or a :class:`SettingError`."""
