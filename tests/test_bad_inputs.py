@@ -3,6 +3,7 @@ corrupt model files, outputs that would be overwritten, huge sizes, unknown devi
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,44 @@ def test_convert_vgen_on_a_foreign_file(tmp_path, capsys, name, content):
     assert main(["convert-vgen", str(src), str(tmp_path / "out")]) == 2
     assert f"cannot read {src} as a checkpoint (truncated, or not a checkpoint?)" in one_error_line(capsys, "convert-vgen")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------- 2. never overwrite
+def test_default_names_never_collide(model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for prompt in ("赤い丸", "青い四角", "赤い丸", "赤い丸"):
+        assert generate(model, prompt, "--seed", 7, "--frames", 2) == 0
+    names = sorted(p.name for p in (tmp_path / "outputs").glob("*.mp4"))
+    assert names == ["赤い丸_7.mp4", "赤い丸_7_2.mp4", "赤い丸_7_3.mp4", "青い四角_7.mp4"]
+    assert json.loads((tmp_path / "outputs" / "赤い丸_7_3.mp4.json").read_text())["output"] == str(Path("outputs") / "赤い丸_7_3.mp4")
+
+
+def test_an_existing_output_is_refused_unless_overwrite(model, tmp_path, capsys):
+    out = tmp_path / "existing.mp4"
+    out.write_bytes(b"the user's video")
+    assert generate(model, "a cat", "-o", out, "--frames", 2) == 2
+    assert f"{out} exists; add --overwrite to replace it" in one_error_line(capsys)
+    assert out.read_bytes() == b"the user's video"
+    assert generate(model, "a cat", "-o", out, "--frames", 2, "--overwrite") == 0
+    assert out.read_bytes()[4:8] == b"ftyp"
+
+
+def test_prompts_file_outputs_get_a_counter(model, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red ball|3\n")
+    out = tmp_path / "videos"
+    for _ in range(2):
+        assert generate(model, "--prompts-file", prompts, "-o", out, "--frames", 2) == 0
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["000_a_red_ball.mp4", "000_a_red_ball_2.mp4"]
+    assert generate(model, "--prompts-file", prompts, "-o", out, "--frames", 2, "--overwrite") == 0
+    assert len(list(out.glob("*.mp4"))) == 2
+
+
+def test_web_outputs_never_collide(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(time, "strftime", lambda *_: "20240101-000000")  # two servers started in the same second
+    first, second = WebGenerator(tiny_pipeline(0), tmp_path), WebGenerator(tiny_pipeline(0), tmp_path)
+    a, _, _ = first.generate("a cat", seed=1, frames=2, steps=1)
+    b, _, _ = second.generate("a cat", seed=1, frames=2, steps=1)
+    assert a != b and a.is_file() and b.is_file()

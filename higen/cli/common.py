@@ -5,13 +5,44 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 OFFLOAD = ("model", "sequential")
 
 
 def slug(text: str, limit: int = 48) -> str:
-    return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_")[:limit] or "video"
+    """A file name from a prompt: its letters and digits in any script (so two Japanese prompts differ), ``_`` between."""
+    return re.sub(r"\W+", "_", unicodedata.normalize("NFC", text)).strip("_")[:limit] or "video"
+
+
+def keyframe_path(target: Path) -> Path:
+    return target.with_name(target.stem + "_keyframe.png")
+
+
+def output_files(target: Path, keyframe: bool = False) -> list[Path]:
+    """The files one generation writes: the video, its JSON sidecar and, when asked, the keyframe PNG."""
+    return [target, sidecar_path(target)] + ([keyframe_path(target)] if keyframe else [])
+
+
+def _occupied(path: Path) -> bool:
+    return path.is_symlink() or path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def free_name(target: Path, keyframe: bool = False) -> Path:
+    """``target``, else ``stem_2``, ``stem_3`` ...: the first name whose files do not exist yet (default names never replace a file)."""
+    candidate, n = target, 1
+    while any(_occupied(p) for p in output_files(candidate, keyframe)):
+        n += 1
+        candidate = target.with_name(f"{target.stem}_{n}{target.suffix}")
+    return candidate
+
+
+def refuse_overwrite(target: Path, keyframe: bool = False) -> None:
+    """A file the user named is replaced only when asked (``--overwrite``)."""
+    existing = next((p for p in output_files(target, keyframe) if _occupied(p)), None)
+    if existing is not None:
+        raise FileExistsError(f"{existing} exists; add --overwrite to replace it, or choose another -o")
 
 
 def check_writable(path: Path) -> None:

@@ -7,7 +7,8 @@ import random
 import time
 from pathlib import Path
 
-from higen.cli.common import OFFLOAD, check_speed_options, check_writable, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
+from higen.cli.common import (OFFLOAD, check_speed_options, check_writable, free_name, keyframe_path, load_pipeline, refuse_overwrite,
+                              resolve_device, slug, speed_options, write_output, write_sidecar)
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -18,6 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--prompts-file", type=Path, help="a text file of 'prompt|seed' lines ('#' lines skipped); -o is then a folder")
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, help="output file (.mp4, .gif, or a folder for PNG frames)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse -o that exists; default names get a counter)")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else mp4)")
     p.add_argument("--negative-prompt", help="text of the unconditional branch (default '')")
     p.add_argument("--frames", type=int)
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(args.prompt, args.seed)]
     if args.prompts_file and args.seed is not None:
         jobs = [(p, s if s is not None else args.seed + i) for i, (p, s) in enumerate(jobs)]
+    jobs = [(p, s if s is not None else random.randrange(2**31)) for p, s in jobs]  # drawn now: default names carry it
     fmt = output_format(None if args.prompts_file else args.output, args.format)
     targets = plan_outputs(args, jobs, fmt)
     for target in targets:
@@ -100,14 +103,13 @@ def run(args: argparse.Namespace) -> int:
     speed_options(pipe, device, args.channels_last, args.compile, args.offload)
     settings = settings_from_args(args, pipe)
     for (prompt, seed), target in zip(jobs, targets):
-        seed = seed if seed is not None else random.randrange(2**31)
         start = time.perf_counter()
         with _progress(not args.no_progress, prompt) as callback:
             out = pipe(prompt, settings=settings, seed=seed, keyframe=keyframe, callback=callback)
         elapsed = time.perf_counter() - start
         write_output(target, out.video[0], settings.fps, fmt)
         if args.save_keyframe:
-            write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], settings.fps, "png-file")
+            write_output(keyframe_path(target), out.keyframe[0][None], settings.fps, "png-file")
         write_sidecar(target, out.settings, prompt, model=str(model_path), format=fmt, device=str(device),
                       dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, offload=args.offload,
                       keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
@@ -141,14 +143,20 @@ def _first(*values):
 
 
 def plan_outputs(args, jobs, fmt: str) -> list[Path]:
+    """One path per job. A file named by -o is replaced only with --overwrite; default names (prompt, seed;
+    a prompts file's line number and prompt) get a counter rather than replace an earlier video."""
     suffix = {"mp4": ".mp4", "gif": ".gif", "png": ""}[fmt]
+    if args.output is not None and not args.prompts_file:
+        if not args.overwrite:
+            refuse_overwrite(args.output, args.save_keyframe)
+        return [args.output]
     if args.prompts_file:
         folder = args.output or Path("outputs")
-        return [folder / f"{i:03d}_{slug(p)}{suffix}" for i, (p, _) in enumerate(jobs)]
-    if args.output is not None:
-        return [args.output]
-    prompt, seed = jobs[0]
-    return [Path("outputs") / f"{slug(prompt)}{'' if seed is None else f'_{seed}'}{suffix}"]
+        names = [folder / f"{i:03d}_{slug(p)}{suffix}" for i, (p, _) in enumerate(jobs)]
+    else:
+        prompt, seed = jobs[0]
+        names = [Path("outputs") / f"{slug(prompt)}_{seed}{suffix}"]
+    return names if args.overwrite else [free_name(n, args.save_keyframe) for n in names]
 
 
 class _progress:

@@ -13,7 +13,7 @@ import random
 import time
 from pathlib import Path
 
-from higen.cli.common import OFFLOAD, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
+from higen.cli.common import OFFLOAD, free_name, keyframe_path, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
 
 SAMPLERS = ("ddim", "dpm++", "unipc")
 
@@ -68,9 +68,9 @@ class WebGenerator:
         out = self.pipe(prompt, settings=settings, seed=seed, keyframe=keyframe, callback=callback)
         elapsed = time.perf_counter() - start
         self.count += 1
-        target = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{self.count:04d}_{slug(prompt)}_{seed}.mp4"
+        target = free_name(self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{self.count:04d}_{slug(prompt)}_{seed}.mp4", keyframe=True)
         write_output(target, out.video[0], settings.fps, "mp4")
-        key_path = target.with_name(target.stem + "_keyframe.png")
+        key_path = keyframe_path(target)
         write_output(key_path, out.keyframe[0][None], settings.fps, "png-file")
         record = write_sidecar(target, out.settings, prompt, model=str(self.model_path), format="mp4", device=self.device,
                                keyframe="uploaded image" if keyframe is not None else None, seconds=round(elapsed, 3))
