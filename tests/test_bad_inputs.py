@@ -161,3 +161,93 @@ def test_web_outputs_never_collide(tmp_path, monkeypatch):
     a, _, _ = first.generate("a cat", seed=1, frames=2, steps=1)
     b, _, _ = second.generate("a cat", seed=1, frames=2, steps=1)
     assert a != b and a.is_file() and b.is_file()
+
+
+# ---------------------------------------------------------------------------------------- 5. huge sizes
+def test_a_huge_size_is_refused_before_any_work(model, tmp_path, capsys):
+    assert generate(model, "a cat", "--height", 100000, "--width", 100000, "-o", tmp_path / "x.mp4") == 2
+    err = one_error_line(capsys)
+    assert "a 100000x100000 video of 4 frames needs at least" in err and "GiB is free on cpu" in err
+
+
+def test_a_huge_size_on_the_web_page_is_a_clear_error(tmp_path):
+    generator = WebGenerator(tiny_pipeline(0), tmp_path)
+    with pytest.raises(ValueError, match="needs at least .* GiB of memory"):
+        generator.generate("a cat", height=100000, width=100000)
+
+
+def test_available_memory_is_known_on_this_machine():
+    from higen.pipeline.memory import available_memory
+
+    assert available_memory("cpu") > 0
+
+
+# ---------------------------------------------------------------------------------------- 6. the rest
+@pytest.mark.parametrize("args, message", [
+    (["--device", "tpu7"], "--device tpu7: not a device name; use cpu, cuda, cuda:N or mps"),
+    (["--device", "mps"], "--device mps was asked for but this machine has no Apple GPU (MPS)"),
+    (["-o", "{tmp}/out.avi"], ".avi videos are not supported; use .mp4, .gif, or a folder with --format png"),
+    (["-o", "{tmp}/out.gif", "--format", "mp4"], "does not match --format mp4"),
+    (["--seed", str(10**23)], f"--seed must be a whole number from 0 to 2**64 - 1, got {10**23}"),
+    (["--fps", "nan"], "--fps must be a finite number, got nan"),
+    (["-o", "/proc/higen-test/x.mp4"], "cannot write to /proc/higen-test"),
+])
+def test_bad_flags_fail_before_the_model_is_loaded(model, tmp_path, capsys, monkeypatch, args, message):
+    import torch.backends.mps
+
+    import higen.cli.generate as generate_module
+
+    if "/proc/" in args[-1] and not Path("/proc").is_dir():
+        pytest.skip("needs /proc")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(generate_module, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert generate(model, "a cat", *[a.format(tmp=tmp_path) for a in args]) == 2
+    assert message in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_prompt_is_refused_by_the_cli_and_the_web_page_alike(model, tmp_path, capsys):
+    assert generate(model, "  ", "-o", tmp_path / "x.mp4") == 2
+    assert "the prompt is empty" in one_error_line(capsys)
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        WebGenerator(tiny_pipeline(0), tmp_path).generate("")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_utf8_prompts_file_is_named(model, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes("a café\n".encode("latin-1"))
+    assert generate(model, "--prompts-file", prompts, "-o", tmp_path / "videos") == 2
+    assert f"{prompts} is not UTF-8 text" in one_error_line(capsys)
+
+
+def test_seed_out_of_range_in_the_web_page_and_the_api(tmp_path):
+    with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2\\*\\*64 - 1"):
+        WebGenerator(tiny_pipeline(0), tmp_path).generate("a cat", seed=10**23)
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        tiny_pipeline(0)("a cat", seed=2**64)
+
+
+def test_checkpoint_weights_follow_the_umask(tmp_path):
+    from higen.io.files import umask
+    from higen.training.checkpoint import save_checkpoint
+
+    folder = save_checkpoint(tmp_path, 1, {"unet": {"w": torch.zeros(2)}}, {"step": 1}, keep_last=2)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert modes == {"unet.safetensors": 0o666 & ~umask(), "trainer.json": 0o666 & ~umask()}
+
+
+def test_a_write_killed_midway_leaves_a_visible_partial_that_the_next_write_removes(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "video.mp4"
+    code = ("import os, signal, sys; from higen.io.files import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half a video')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", code, str(target)]).returncode == -9
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 1 and left[0].startswith("video.partial-") and left[0].endswith(".mp4")  # not hidden, named for its video
+    from higen.io.files import atomic_write_bytes
+
+    atomic_write_bytes(target, b"a video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["video.mp4"]

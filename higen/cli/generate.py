@@ -7,8 +7,9 @@ import random
 import time
 from pathlib import Path
 
-from higen.cli.common import (OFFLOAD, check_speed_options, check_writable, free_name, keyframe_path, load_pipeline, refuse_overwrite,
+from higen.cli.common import (OFFLOAD, check_prompt, check_speed_options, check_writable, free_name, keyframe_path, load_pipeline, refuse_overwrite,
                               resolve_device, slug, speed_options, write_output, write_sidecar)
+from higen.pipeline.settings import SEED_LIMIT, GenerationSettings, SettingError
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -53,7 +54,11 @@ def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
     if not path.is_file():
         raise FileNotFoundError(f"prompts file not found: {path}")
     items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -64,6 +69,8 @@ def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
             raise ValueError(f"{path}:{n}: seed {seed.strip()!r} is not an integer")
         if not prompt.strip():
             raise ValueError(f"{path}:{n}: empty prompt")
+        if seed.strip() and not 0 <= int(seed) < SEED_LIMIT:
+            raise ValueError(f"{path}:{n}: seed {seed.strip()} is outside 0 to 2**64 - 1")
         items.append((prompt.strip(), int(seed) if seed.strip() else None))
     if not items:
         raise ValueError(f"{path} has no prompts")
@@ -71,19 +78,28 @@ def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
 
 
 def output_format(path: Path | None, fmt: str | None) -> str:
+    """--format, else -o's suffix (.mp4, .gif; none: mp4, or PNG frames for an existing folder). A suffix that
+    is not a video file this command writes, or that contradicts --format, is refused rather than mislabelled."""
+    suffix = path.suffix.lower().lstrip(".") if path is not None else ""
+    if suffix and suffix not in ("mp4", "gif") and fmt != "png":
+        raise ValueError(f"cannot write {path}: .{suffix} videos are not supported; use .mp4, .gif, or a folder with --format png")
+    if suffix in ("mp4", "gif") and fmt is not None and fmt != suffix:
+        raise ValueError(f"-o {path} does not match --format {fmt}")
     if fmt:
         return fmt
-    if path is not None and path.suffix.lower().lstrip(".") in ("mp4", "gif"):
-        return path.suffix.lower().lstrip(".")
-    if path is not None and path.suffix == "":
-        return "png" if path.is_dir() else "mp4"
-    return "mp4"
+    if suffix:
+        return suffix
+    return "png" if path is not None and path.is_dir() else "mp4"
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be checked without the model first: a bad flag costs no loading and no sampling.
     if (args.prompt is None) == (args.prompts_file is None):
         raise ValueError("give either a prompt or --prompts-file")
-    jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(args.prompt, args.seed)]
+    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
+        raise ValueError(f"--seed must be a whole number from 0 to 2**64 - 1, got {args.seed}")
+    _with_flag_names(args, lambda changes: GenerationSettings().replace(**changes))
+    jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(check_prompt(args.prompt), args.seed)]
     if args.prompts_file and args.seed is not None:
         jobs = [(p, s if s is not None else args.seed + i) for i, (p, s) in enumerate(jobs)]
     jobs = [(p, s if s is not None else random.randrange(2**31)) for p, s in jobs]  # drawn now: default names carry it
@@ -119,15 +135,19 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_from_args(args: argparse.Namespace, pipe):
     """The model's generation defaults with the flags given, validated for ``pipe``; a bad value names its flag."""
-    from higen.pipeline.settings import SettingError
+    return _with_flag_names(args, lambda changes: pipe.resolve_settings(**changes))
 
+
+def _with_flag_names(args: argparse.Namespace, resolve):
+    """``resolve(changes)`` with the settings the flags give; a :class:`SettingError` comes back naming the flag."""
+    changes = dict(
+        negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
+        spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
+        spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
+        sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
+    )
     try:
-        return pipe.resolve_settings(
-            negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
-            spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
-            spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
-            sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
-        )
+        return resolve(changes)
     except SettingError as err:
         message, flag = str(err), err.setting
         for both in ("steps", "guidance"):  # --steps / --guidance set both stages' settings

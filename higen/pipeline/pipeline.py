@@ -30,7 +30,7 @@ from higen.models.unet import HiGenUNet
 from higen.io.checkpoint import CheckpointError
 from higen.io.files import read_json
 from higen.io.folders import atomic_directory
-from higen.pipeline.settings import GenerationSettings
+from higen.pipeline.settings import GenerationSettings, SettingError, check_seed
 
 FOLDER_FORMAT = "higen-pipeline"
 FOLDER_VERSION = 1
@@ -128,7 +128,19 @@ class HiGenPipeline:
         """``changes`` (None: unchanged) over ``settings`` or the model's defaults, checked against this model."""
         s = (settings or self.defaults).replace(**changes)
         s.check_size(self.size_multiple)
+        self.check_memory(s)
         return s
+
+    def check_memory(self, s: GenerationSettings, batch: int = 1) -> None:
+        """Refuse settings whose video cannot fit in the memory free on the device (a lower bound, higen.pipeline.memory)."""
+        from higen.pipeline import memory
+
+        need = memory.generation_memory(s.frames, s.height, s.width, s.decode_chunk_size, self.autoencoder.decoder_width, batch)
+        free = memory.available_memory(self.device)
+        if free is not None and need > free:
+            raise SettingError("height", f"a {s.width}x{s.height} video of {s.frames} frames{f' (batch {batch})' if batch > 1 else ''} "
+                                         f"needs at least {need / 2**30:,.1f} GiB of memory; {free / 2**30:,.1f} GiB is free on "
+                                         f"{self.device}: lower the width, height, frames or decode chunk size")
 
     # ------------------------------------------------------------------------------------- text
     @torch.no_grad()
@@ -203,11 +215,13 @@ class HiGenPipeline:
         # 2. Text features of the prompts and of the unconditional branch.
         cond_text, uncond_text, prompts, negatives = self._text(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s)
         b, c = cond_text.shape[0], self.unet.config.in_channels
+        if b > 1:
+            self.check_memory(s, b)
         h, w = s.height // self.autoencoder.downscale_factor, s.width // self.autoencoder.downscale_factor
 
         # 3. Noise, drawn on the CPU in a fixed order so a seed means the same video on every device.
         if generator is None:
-            seed = random.randrange(2**63) if seed is None else int(seed)
+            seed = random.randrange(2**63) if seed is None else check_seed(seed)
             generator = torch.Generator().manual_seed(seed)
         if spatial_noise is None:
             spatial_noise = torch.randn((b, c, 1, h, w), generator=generator)
