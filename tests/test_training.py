@@ -455,6 +455,17 @@ def test_cli_trains_from_a_manifest_and_resumes(tmp_path, capsys):
     assert "changed: train.max_steps: 2 -> 4" in err
 
 
+def test_cli_on_a_manifest_where_nothing_loads_says_so_in_one_line(tmp_path, capsys):
+    config = _cli_config(tmp_path)
+    clips = tmp_path / "clips"
+    for clip in clips.glob("*.mp4"):
+        clip.write_bytes(b"not a video")
+    code, err = _cli(["train", "--config", str(config)], capsys)
+    assert code == 2
+    assert "no video sample of epoch 0 could be loaded: all 4 entries were skipped" in err
+    assert "Traceback" not in err and err.count("higen train: error:") == 1
+
+
 def test_train_export_writes_any_checkpoint_as_a_model_folder(tmp_path, capsys):
     from higen.pipeline.pipeline import HiGenPipeline
 

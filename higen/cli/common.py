@@ -5,23 +5,67 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
+import unicodedata
 from pathlib import Path
 
 OFFLOAD = ("model", "sequential")
 
 
 def slug(text: str, limit: int = 48) -> str:
-    return re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_")[:limit] or "video"
+    """A file name from a prompt: its letters and digits in any script (so two Japanese prompts differ), ``_`` between."""
+    return re.sub(r"\W+", "_", unicodedata.normalize("NFC", text)).strip("_")[:limit] or "video"
+
+
+def keyframe_path(target: Path) -> Path:
+    return target.with_name(target.stem + "_keyframe.png")
+
+
+def output_files(target: Path, keyframe: bool = False) -> list[Path]:
+    """The files one generation writes: the video, its JSON sidecar and, when asked, the keyframe PNG."""
+    return [target, sidecar_path(target)] + ([keyframe_path(target)] if keyframe else [])
+
+
+def _occupied(path: Path) -> bool:
+    return path.is_symlink() or path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def free_name(target: Path, keyframe: bool = False) -> Path:
+    """``target``, else ``stem_2``, ``stem_3`` ...: the first name whose files do not exist yet (default names never replace a file)."""
+    candidate, n = target, 1
+    while any(_occupied(p) for p in output_files(candidate, keyframe)):
+        n += 1
+        candidate = target.with_name(f"{target.stem}_{n}{target.suffix}")
+    return candidate
+
+
+def refuse_overwrite(target: Path, keyframe: bool = False) -> None:
+    """A file the user named is replaced only when asked (``--overwrite``)."""
+    existing = next((p for p in output_files(target, keyframe) if _occupied(p)), None)
+    if existing is not None:
+        raise FileExistsError(f"{existing} exists; add --overwrite to replace it, or choose another -o")
+
+
+def check_prompt(prompt: str | None) -> str:
+    """The prompt without surrounding spaces; an empty one is refused (by the command line and the web page alike)."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise ValueError("the prompt is empty: describe the video to generate")
+    return prompt
 
 
 def check_writable(path: Path) -> None:
-    """Fail before generating anything if the output cannot be written."""
+    """Fail before generating anything if the output cannot be written: a file is created and removed where it will go."""
     parent = path if path.is_dir() else path.parent
     existing = parent
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write to {parent}")
+    if not existing.is_dir():
+        raise PermissionError(f"cannot write to {parent}: {existing} is not a folder")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()  # os.access says yes to root, even on a read-only file system
+    except OSError as err:
+        raise PermissionError(f"cannot write to {parent}: {err.strerror or err}") from None
 
 
 def resolve_device(name: str | None):
@@ -29,9 +73,20 @@ def resolve_device(name: str | None):
 
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("--device mps was asked for but this machine has no Apple GPU (MPS)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: higen runs on cpu, cuda or mps")
     return device
 
 

@@ -7,7 +7,9 @@ import random
 import time
 from pathlib import Path
 
-from higen.cli.common import OFFLOAD, check_speed_options, check_writable, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
+from higen.cli.common import (OFFLOAD, check_prompt, check_speed_options, check_writable, free_name, keyframe_path, load_pipeline, refuse_overwrite,
+                              resolve_device, slug, speed_options, write_output, write_sidecar)
+from higen.pipeline.settings import SEED_LIMIT, GenerationSettings, SettingError
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -18,6 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--prompts-file", type=Path, help="a text file of 'prompt|seed' lines ('#' lines skipped); -o is then a folder")
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, help="output file (.mp4, .gif, or a folder for PNG frames)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse -o that exists; default names get a counter)")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else mp4)")
     p.add_argument("--negative-prompt", help="text of the unconditional branch (default '')")
     p.add_argument("--frames", type=int)
@@ -51,7 +54,11 @@ def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
     if not path.is_file():
         raise FileNotFoundError(f"prompts file not found: {path}")
     items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -62,6 +69,8 @@ def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
             raise ValueError(f"{path}:{n}: seed {seed.strip()!r} is not an integer")
         if not prompt.strip():
             raise ValueError(f"{path}:{n}: empty prompt")
+        if seed.strip() and not 0 <= int(seed) < SEED_LIMIT:
+            raise ValueError(f"{path}:{n}: seed {seed.strip()} is outside 0 to 2**64 - 1")
         items.append((prompt.strip(), int(seed) if seed.strip() else None))
     if not items:
         raise ValueError(f"{path} has no prompts")
@@ -69,21 +78,31 @@ def parse_prompts_file(path: Path) -> list[tuple[str, int | None]]:
 
 
 def output_format(path: Path | None, fmt: str | None) -> str:
+    """--format, else -o's suffix (.mp4, .gif; none: mp4, or PNG frames for an existing folder). A suffix that
+    is not a video file this command writes, or that contradicts --format, is refused rather than mislabelled."""
+    suffix = path.suffix.lower().lstrip(".") if path is not None else ""
+    if suffix and suffix not in ("mp4", "gif") and fmt != "png":
+        raise ValueError(f"cannot write {path}: .{suffix} videos are not supported; use .mp4, .gif, or a folder with --format png")
+    if suffix in ("mp4", "gif") and fmt is not None and fmt != suffix:
+        raise ValueError(f"-o {path} does not match --format {fmt}")
     if fmt:
         return fmt
-    if path is not None and path.suffix.lower().lstrip(".") in ("mp4", "gif"):
-        return path.suffix.lower().lstrip(".")
-    if path is not None and path.suffix == "":
-        return "png" if path.is_dir() else "mp4"
-    return "mp4"
+    if suffix:
+        return suffix
+    return "png" if path is not None and path.is_dir() else "mp4"
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be checked without the model first: a bad flag costs no loading and no sampling.
     if (args.prompt is None) == (args.prompts_file is None):
         raise ValueError("give either a prompt or --prompts-file")
-    jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(args.prompt, args.seed)]
+    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
+        raise ValueError(f"--seed must be a whole number from 0 to 2**64 - 1, got {args.seed}")
+    _with_flag_names(args, lambda changes: GenerationSettings().replace(**changes))
+    jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(check_prompt(args.prompt), args.seed)]
     if args.prompts_file and args.seed is not None:
         jobs = [(p, s if s is not None else args.seed + i) for i, (p, s) in enumerate(jobs)]
+    jobs = [(p, s if s is not None else random.randrange(2**31)) for p, s in jobs]  # drawn now: default names carry it
     fmt = output_format(None if args.prompts_file else args.output, args.format)
     targets = plan_outputs(args, jobs, fmt)
     for target in targets:
@@ -100,14 +119,13 @@ def run(args: argparse.Namespace) -> int:
     speed_options(pipe, device, args.channels_last, args.compile, args.offload)
     settings = settings_from_args(args, pipe)
     for (prompt, seed), target in zip(jobs, targets):
-        seed = seed if seed is not None else random.randrange(2**31)
         start = time.perf_counter()
         with _progress(not args.no_progress, prompt) as callback:
             out = pipe(prompt, settings=settings, seed=seed, keyframe=keyframe, callback=callback)
         elapsed = time.perf_counter() - start
         write_output(target, out.video[0], settings.fps, fmt)
         if args.save_keyframe:
-            write_output(target.with_name(target.stem + "_keyframe.png"), out.keyframe[0][None], settings.fps, "png-file")
+            write_output(keyframe_path(target), out.keyframe[0][None], settings.fps, "png-file")
         write_sidecar(target, out.settings, prompt, model=str(model_path), format=fmt, device=str(device),
                       dtype=args.dtype, channels_last=args.channels_last, compile=args.compile, offload=args.offload,
                       keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
@@ -117,15 +135,19 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_from_args(args: argparse.Namespace, pipe):
     """The model's generation defaults with the flags given, validated for ``pipe``; a bad value names its flag."""
-    from higen.pipeline.settings import SettingError
+    return _with_flag_names(args, lambda changes: pipe.resolve_settings(**changes))
 
+
+def _with_flag_names(args: argparse.Namespace, resolve):
+    """``resolve(changes)`` with the settings the flags give; a :class:`SettingError` comes back naming the flag."""
+    changes = dict(
+        negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
+        spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
+        spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
+        sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
+    )
     try:
-        return pipe.resolve_settings(
-            negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
-            spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
-            spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
-            sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
-        )
+        return resolve(changes)
     except SettingError as err:
         message, flag = str(err), err.setting
         for both in ("steps", "guidance"):  # --steps / --guidance set both stages' settings
@@ -141,14 +163,20 @@ def _first(*values):
 
 
 def plan_outputs(args, jobs, fmt: str) -> list[Path]:
+    """One path per job. A file named by -o is replaced only with --overwrite; default names (prompt, seed;
+    a prompts file's line number and prompt) get a counter rather than replace an earlier video."""
     suffix = {"mp4": ".mp4", "gif": ".gif", "png": ""}[fmt]
+    if args.output is not None and not args.prompts_file:
+        if not args.overwrite:
+            refuse_overwrite(args.output, args.save_keyframe)
+        return [args.output]
     if args.prompts_file:
         folder = args.output or Path("outputs")
-        return [folder / f"{i:03d}_{slug(p)}{suffix}" for i, (p, _) in enumerate(jobs)]
-    if args.output is not None:
-        return [args.output]
-    prompt, seed = jobs[0]
-    return [Path("outputs") / f"{slug(prompt)}{'' if seed is None else f'_{seed}'}{suffix}"]
+        names = [folder / f"{i:03d}_{slug(p)}{suffix}" for i, (p, _) in enumerate(jobs)]
+    else:
+        prompt, seed = jobs[0]
+        names = [Path("outputs") / f"{slug(prompt)}_{seed}{suffix}"]
+    return names if args.overwrite else [free_name(n, args.save_keyframe) for n in names]
 
 
 class _progress:

@@ -15,33 +15,23 @@ def add_parser(sub) -> None:
 
 
 def describe(model: Path) -> dict:
-    from safetensors import safe_open
+    from higen.io.checkpoint import parameter_count
+    from higen.io.files import read_json
 
     index_path = model / "model_index.json"
     if not index_path.is_file():
         raise FileNotFoundError(f"{model} is not a higen model folder (no model_index.json)")
-    index = json.loads(index_path.read_text())
+    index = read_json(index_path)
     report: dict = {"model": str(model), "components": {}}
     for name in index.get("components", []):
         folder = model / name
-        params = 0
-        for weights in sorted(folder.glob("*.safetensors")):
-            with safe_open(str(weights), framework="pt") as f:
-                for key in f.keys():
-                    params += _numel(f.get_slice(key).get_shape())
-        configs = {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+        params = sum(parameter_count(weights) for weights in sorted(folder.glob("*.safetensors")))
+        configs = {p.name: read_json(p) for p in sorted(folder.glob("*.json"))}
         report["components"][name] = {"parameters": params, "config": configs}
     for extra in ("pipeline.json", "scheduler.json"):
         if (model / extra).is_file():
-            report[extra.removesuffix(".json")] = json.loads((model / extra).read_text())
+            report[extra.removesuffix(".json")] = read_json(model / extra)
     return report
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ import random
 import time
 from pathlib import Path
 
-from higen.cli.common import OFFLOAD, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
+from higen.cli.common import OFFLOAD, check_prompt, free_name, keyframe_path, load_pipeline, resolve_device, slug, speed_options, write_output, write_sidecar
+from higen.pipeline.settings import check_seed
 
 SAMPLERS = ("ddim", "dpm++", "unipc")
 
@@ -52,10 +53,8 @@ class WebGenerator:
                  sampler: str | None = None, motion: float | None = None, appearance: float | None = None,
                  keyframe=None, progress=None) -> tuple[Path, Path, dict]:
         """Returns (mp4 path, keyframe PNG path, settings). ``seed`` None or negative draws one."""
-        prompt = (prompt or "").strip()
-        if not prompt:
-            raise ValueError("type a prompt")
-        seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2**31)
+        prompt = check_prompt(prompt)
+        seed = check_seed(seed) if seed is not None and seed >= 0 else random.randrange(2**31)
         callback = None
         if progress is not None:
             callback = lambda stage, step, total: progress(step / max(total, 1), desc=stage)  # noqa: E731
@@ -68,9 +67,9 @@ class WebGenerator:
         out = self.pipe(prompt, settings=settings, seed=seed, keyframe=keyframe, callback=callback)
         elapsed = time.perf_counter() - start
         self.count += 1
-        target = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{self.count:04d}_{slug(prompt)}_{seed}.mp4"
+        target = free_name(self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{self.count:04d}_{slug(prompt)}_{seed}.mp4", keyframe=True)
         write_output(target, out.video[0], settings.fps, "mp4")
-        key_path = target.with_name(target.stem + "_keyframe.png")
+        key_path = keyframe_path(target)
         write_output(key_path, out.keyframe[0][None], settings.fps, "png-file")
         record = write_sidecar(target, out.settings, prompt, model=str(self.model_path), format="mp4", device=self.device,
                                keyframe="uploaded image" if keyframe is not None else None, seconds=round(elapsed, 3))
@@ -80,6 +79,7 @@ class WebGenerator:
 def build_app(generator: WebGenerator):
     """The gradio page over ``generator``."""
     import gradio as gr
+    import torch
 
     c = generator.controls()
 
@@ -88,8 +88,10 @@ def build_app(generator: WebGenerator):
         try:
             video, key, settings = generator.generate(prompt, negative_prompt, seed, frames, height, width, steps, guidance,
                                                       sampler, motion, appearance, keyframe, progress=progress)
-        except ValueError as err:  # bad settings: shown on the page, the server keeps running
+        except ValueError as err:  # bad settings, a size too large, a corrupt model: shown on the page, the server keeps running
             raise gr.Error(str(err))
+        except (MemoryError, torch.OutOfMemoryError):  # the size check is a lower bound: a run may still not fit
+            raise gr.Error("out of memory: lower the width, height or frames")
         return str(video), str(key), settings
 
     with gr.Blocks(title="HiGen") as app:

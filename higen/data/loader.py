@@ -43,6 +43,10 @@ _ORDER_DOMAIN = 0x0D  # differs from the per-sample draws' domain (higen.data.da
 _LOGGED_SKIPS = 20  # per stream: the first skips are logged one by one, later ones only counted
 
 
+class NoUsableData(ValueError):
+    """A whole epoch of a stream where no entry could be loaded: the data, not the run, needs fixing."""
+
+
 def epoch_permutation(seed: int, stream: str, epoch: int, length: int) -> np.ndarray:
     """The global visiting order of a stream in one epoch (same in every process)."""
     return np.random.default_rng([_ORDER_DOMAIN, seed % 2**64, STREAM_TAG[stream], epoch]).permutation(length)
@@ -84,7 +88,7 @@ class _Stream:
         self._permutations: dict[int, np.ndarray] = {}
         self._iterator: Iterator[list[Loaded]] | None = None
         self._pending: deque[Loaded] = deque()
-        self._failed_in_a_row = 0
+        self._last_skip = ""
 
     # --------------------------------------------------------------------------------- order
 
@@ -112,7 +116,6 @@ class _Stream:
             if loaded.sample is None:
                 self._skip(loaded)
             else:
-                self._failed_in_a_row = 0
                 samples.append(loaded.sample)
                 indices.append(loaded.index)
             self._advance()
@@ -139,18 +142,20 @@ class _Stream:
     def _skip(self, loaded: Loaded) -> None:
         self.skipped_total[loaded.reason] += 1
         self.skipped_epoch[loaded.reason] += 1
-        self._failed_in_a_row += 1
+        self._last_skip = loaded.detail
         if sum(self.skipped_total.values()) <= _LOGGED_SKIPS:
             log.warning("skipped %s sample %d (%s): %s", self.name, loaded.index, loaded.reason, loaded.detail)
-        if self._failed_in_a_row > self.epoch_size:
-            raise RuntimeError(
-                f"no {self.name} sample of a whole epoch could be loaded (skipped: {_counts(self.skipped_total)}); "
-                f"last: {loaded.detail}"
-            )
 
     def _advance(self) -> None:
         self.epoch, self.position = self.after(self.epoch, self.position)
         if self.position == 0:
+            # Counted per epoch (saved with the position): bad entries at the end of one epoch and the start
+            # of the next are not a whole epoch of failures.
+            if sum(self.skipped_epoch.values()) >= self.epoch_size:
+                raise NoUsableData(
+                    f"no {self.name} sample of epoch {self.epoch - 1} could be loaded: all {self.epoch_size} entries were "
+                    f"skipped ({_counts(self.skipped_epoch)}); last: {self._last_skip}"
+                )
             self._report_epoch(self.epoch - 1)
 
     def _report_epoch(self, epoch: int) -> None:

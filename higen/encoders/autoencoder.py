@@ -50,6 +50,11 @@ class VideoAutoencoder(nn.Module):
         self.vae = vae.eval().requires_grad_(False)  # diffusers AutoencoderKL
 
     @property
+    def decoder_width(self) -> int:
+        """Channels of the decoder's last (full-resolution) level."""
+        return int(self.vae.config.block_out_channels[0])
+
+    @property
     def downscale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 

@@ -99,7 +99,9 @@ class UNetConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "UNetConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        from higen.io.files import read_json
+
+        return cls.from_dict(read_json(path))
 
 
 def tiny_unet_config(**overrides) -> UNetConfig:

@@ -16,7 +16,7 @@ from einops import rearrange
 
 from higen.cues import Cues, resample_appearance
 from higen.models.config import UNetConfig
-from higen.io.checkpoint import check_state_dict
+from higen.io.checkpoint import check_state_dict, load_checkpoint_file
 from higen.models.layers import (
     Downsample,
     ResBlock,
@@ -320,13 +320,11 @@ class HiGenUNet(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device="cpu", dtype: torch.dtype | None = None) -> "HiGenUNet":
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         config = UNetConfig.load(directory / "config.json")
         with torch.device("meta"):
             model = cls(config)
-        state = load_file(str(directory / "model.safetensors"), device=str(device))
+        state = load_checkpoint_file(directory / "model.safetensors", device=device)
         check_state_dict({k: tuple(v.shape) for k, v in model.state_dict().items()}, state, source=str(directory))
         model.load_state_dict(state, assign=True)
         if dtype is not None:

@@ -27,8 +27,10 @@ from higen.cues import Cues
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise
 from higen.models.unet import HiGenUNet
+from higen.io.checkpoint import CheckpointError
+from higen.io.files import read_json
 from higen.io.folders import atomic_directory
-from higen.pipeline.settings import GenerationSettings
+from higen.pipeline.settings import GenerationSettings, SettingError, check_seed
 
 FOLDER_FORMAT = "higen-pipeline"
 FOLDER_VERSION = 1
@@ -126,7 +128,19 @@ class HiGenPipeline:
         """``changes`` (None: unchanged) over ``settings`` or the model's defaults, checked against this model."""
         s = (settings or self.defaults).replace(**changes)
         s.check_size(self.size_multiple)
+        self.check_memory(s)
         return s
+
+    def check_memory(self, s: GenerationSettings, batch: int = 1) -> None:
+        """Refuse settings whose video cannot fit in the memory free on the device (a lower bound, higen.pipeline.memory)."""
+        from higen.pipeline import memory
+
+        need = memory.generation_memory(s.frames, s.height, s.width, s.decode_chunk_size, self.autoencoder.decoder_width, batch)
+        free = memory.available_memory(self.device)
+        if free is not None and need > free:
+            raise SettingError("height", f"a {s.width}x{s.height} video of {s.frames} frames{f' (batch {batch})' if batch > 1 else ''} "
+                                         f"needs at least {need / 2**30:,.1f} GiB of memory; {free / 2**30:,.1f} GiB is free on "
+                                         f"{self.device}: lower the width, height, frames or decode chunk size")
 
     # ------------------------------------------------------------------------------------- text
     @torch.no_grad()
@@ -201,11 +215,13 @@ class HiGenPipeline:
         # 2. Text features of the prompts and of the unconditional branch.
         cond_text, uncond_text, prompts, negatives = self._text(prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, s)
         b, c = cond_text.shape[0], self.unet.config.in_channels
+        if b > 1:
+            self.check_memory(s, b)
         h, w = s.height // self.autoencoder.downscale_factor, s.width // self.autoencoder.downscale_factor
 
         # 3. Noise, drawn on the CPU in a fixed order so a seed means the same video on every device.
         if generator is None:
-            seed = random.randrange(2**63) if seed is None else int(seed)
+            seed = random.randrange(2**63) if seed is None else check_seed(seed)
             generator = torch.Generator().manual_seed(seed)
         if spatial_noise is None:
             spatial_noise = torch.randn((b, c, 1, h, w), generator=generator)
@@ -222,10 +238,12 @@ class HiGenPipeline:
         if spatial_prior is None:
             spatial_prior = self._spatial_stage(cond_text, uncond_text, spatial_noise, s, callback)
         _check_shape("spatial_prior", spatial_prior, (b, c, h, w))
+        check_finite("the spatial prior", spatial_prior)
         spatial_prior = spatial_prior.to(self.device, self.dtype)
 
         # 5. Temporal reasoning: the clip from the prior, steered by the motion and appearance cues.
         latents = self._temporal_stage(cond_text, uncond_text, spatial_prior, temporal_noise, s, callback)
+        check_finite("the temporal stage's latents", latents)
 
         # 6. Decode.
         video = self.decode(latents, s.decode_chunk_size, callback)
@@ -308,6 +326,7 @@ class HiGenPipeline:
         """Scaled latents ``b c f h w`` -> uint8 frames ``b f H W 3``."""
         self._use("autoencoder")
         video = self.autoencoder.decode(latents.to(self.device, self.dtype), chunk_size=chunk_size)
+        check_finite("the decoded video", video)  # NaN would become black pixels in uint8, without a word
         if callback is not None:
             callback("decode", 1, 1)  # one step, finished (the other stages also report steps done)
         video = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -331,8 +350,8 @@ class HiGenPipeline:
         index_path = directory / "model_index.json"
         if not index_path.is_file():
             raise FileNotFoundError(f"{directory} is not a higen model folder (no model_index.json)")
-        index = json.loads(index_path.read_text())
-        if index.get("format") != FOLDER_FORMAT:
+        index = read_json(index_path)
+        if not isinstance(index, dict) or index.get("format") != FOLDER_FORMAT:
             raise ValueError(f"{index_path} is not a higen model index")
         missing = [c for c in ("unet", "text_encoder", "autoencoder") if c not in index.get("components", [])]
         if missing:
@@ -343,11 +362,11 @@ class HiGenPipeline:
         from higen.encoders.autoencoder import VideoAutoencoder
         from higen.encoders.text import load_text_encoder
 
+        defaults = GenerationSettings.load(directory / "pipeline.json")
+        schedule = NoiseSchedule.from_dict(read_json(directory / "scheduler.json"))
         unet = HiGenUNet.from_pretrained(directory / "unet", device=device, dtype=dtype)
-        text_encoder = load_text_encoder(directory / "text_encoder")
-        autoencoder = VideoAutoencoder.from_pretrained(directory / "autoencoder")
-        schedule = NoiseSchedule.from_dict(json.loads((directory / "scheduler.json").read_text()))
-        defaults = GenerationSettings.from_dict(json.loads((directory / "pipeline.json").read_text()))
+        text_encoder = _load_component(directory / "text_encoder", load_text_encoder)
+        autoencoder = _load_component(directory / "autoencoder", VideoAutoencoder.from_pretrained)
         pipe = cls(unet, text_encoder, autoencoder, schedule, defaults)
         text_encoder.to(device)
         autoencoder.to(device=device, dtype=dtype)
@@ -384,10 +403,30 @@ def write_model_folder(
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
+def _load_component(folder: Path, load: Callable):
+    """``load(folder)``; whatever another library raises on a corrupt file becomes one line naming the folder."""
+    try:
+        return load(folder)
+    except (CheckpointError, FileNotFoundError):
+        raise
+    except Exception as err:  # noqa: BLE001 - transformers/diffusers/safetensors raise many kinds on a corrupt file
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot load {folder} (a corrupt or foreign file?): {type(err).__name__}: {first}") from None
+
+
 def _stage_callback(callback: ProgressCallback | None, stage: str):
     if callback is None:
         return None
     return lambda i, n, _x: callback(stage, i + 1, n)
+
+
+class NonFiniteError(ValueError):
+    """Generation produced NaN or infinite values (corrupt weights, or a model pushed past what it can compute)."""
+
+
+def check_finite(what: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        raise NonFiniteError(f"NaN or infinite values in {what}: the model's weights may be corrupt, or the settings too extreme for it")
 
 
 def _check_shape(name: str, tensor: torch.Tensor, shape: tuple) -> None:

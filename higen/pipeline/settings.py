@@ -83,6 +83,31 @@ class GenerationSettings:
     def from_dict(cls, d: dict) -> "GenerationSettings":
         return cls().replace(**d) if d else cls()
 
+    @classmethod
+    def load(cls, path) -> "GenerationSettings":
+        """Settings from a JSON file (a model folder's ``pipeline.json``); a bad file or value names the file."""
+        from higen.io.files import read_json
+
+        d = read_json(path)
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} does not hold a JSON object of generation settings")
+        try:
+            return cls.from_dict(d)
+        except SettingError as err:
+            raise SettingError(err.setting, f"{path}: {err}") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
+SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes 64-bit seeds
+
+
+def check_seed(seed) -> int:
+    """A seed as an int in ``[0, 2**64)``, or a :class:`SettingError` naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Real) or not 0 <= seed < SEED_LIMIT or int(seed) != seed:
+        raise SettingError("seed", f"seed must be a whole number from 0 to 2**64 - 1, got {seed}")
+    return int(seed)
+
 
 def _typed(name: str, kind: str, value):
     """``value`` as the field's type (``int``, ``float``, ``str``, ``bool``), or a :class:`SettingError`."""
@@ -105,4 +130,4 @@ def _typed(name: str, kind: str, value):
     return float(value)
 
 
-__all__ = ["GenerationSettings", "SettingError"]
+__all__ = ["GenerationSettings", "SettingError", "check_seed"]

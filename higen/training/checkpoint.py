@@ -37,7 +37,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from higen.io.files import atomic_write_text, temporary_folder
+from higen.io.files import atomic_write_text, temporary_folder, umask
 
 FORMAT = "higen-train-checkpoint"
 VERSION = 1
@@ -136,7 +136,9 @@ def save_checkpoint(
     tmp = temporary_folder(root, prefix=f"{_TMP_PREFIX}{final.name}-")
     try:
         for i, (stem, state) in enumerate(tensors.items()):
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / f"{stem}.safetensors"))
+            weights = tmp / f"{stem}.safetensors"
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(weights))
+            os.chmod(weights, 0o666 & ~umask())  # safetensors writes 0600; the run's other files follow the umask
             if i == 0 and fault is not None:
                 fault()
         (tmp / "trainer.json").write_text(json.dumps({"format": FORMAT, "version": VERSION, **meta}, indent=1) + "\n")

@@ -17,7 +17,6 @@ none).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from higen.diffusion.schedule import NoiseSchedule
+from higen.io.files import read_json
 from higen.models.config import UNetConfig
 from higen.models.unet import HiGenUNet
 from higen.pipeline.settings import GenerationSettings
@@ -192,9 +192,9 @@ def load_components(cfg: TrainConfig, load_unet_weights: bool = True) -> Compone
     if cfg.model.init == "folder":
         folder = Path(cfg.model.path)
         if (folder / "scheduler.json").is_file():
-            schedule = NoiseSchedule.from_dict(json.loads((folder / "scheduler.json").read_text()))
+            schedule = NoiseSchedule.from_dict(read_json(folder / "scheduler.json"))
         if (folder / "pipeline.json").is_file():
-            defaults = GenerationSettings.from_dict(json.loads((folder / "pipeline.json").read_text()))
+            defaults = GenerationSettings.load(folder / "pipeline.json")
     for frozen in (text_encoder, autoencoder, embedder):
         if frozen is not None:
             frozen.requires_grad_(False).eval()
