@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import re
 import tempfile
 import unicodedata
 from pathlib import Path
+
+from higen.pipeline.settings import SettingError
 
 OFFLOAD = ("model", "sequential")
 
@@ -147,3 +149,33 @@ def write_output(target: Path, frames, fps: float, fmt: str) -> None:
         write_image(target, frames[0])
         return
     write_video(target, frames, fps=fps, format=fmt)
+
+
+# ------------------------------------------------------------------------- generation flags
+def settings_from_args(args: argparse.Namespace, pipe):
+    """The model's generation defaults with the flags given, validated for ``pipe``; a bad value names its flag."""
+    return with_flag_names(args, lambda changes: pipe.resolve_settings(**changes))
+
+
+def with_flag_names(args: argparse.Namespace, resolve):
+    """``resolve(changes)`` with the settings the flags give; a :class:`SettingError` comes back naming the flag."""
+    changes = dict(
+        negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
+        spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
+        spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
+        sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
+    )
+    try:
+        return resolve(changes)
+    except SettingError as err:
+        message, flag = str(err), err.setting
+        for both in ("steps", "guidance"):  # --steps / --guidance set both stages' settings
+            if flag.endswith("_" + both) and getattr(args, flag) is None and getattr(args, both) is not None:
+                flag = both
+        if message.startswith(err.setting):
+            message = "--" + flag.replace("_", "-") + message[len(err.setting):]
+        raise ValueError(message) from None
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)

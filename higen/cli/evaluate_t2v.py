@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from higen.cli.common import check_writable, load_pipeline, resolve_device
-    from higen.cli.generate import settings_from_args
+    from higen.cli.common import settings_from_args
     from higen.evaluation.captions import read_captions
     from higen.evaluation.t2v import evaluate_t2v, generate_videos, missing_videos, parse_shard, pending, summary_html
     from higen.evaluation.videos import list_videos

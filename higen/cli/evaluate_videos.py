@@ -48,7 +48,7 @@ def load_clip(args: argparse.Namespace, device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from higen.cli.generate import check_writable, resolve_device
+    from higen.cli.common import check_writable, resolve_device
     from higen.evaluation import evaluate_clipsim, evaluate_flicker, evaluate_fvd, read_captions
 
     if args.fvd is None and not args.flicker and not args.clipsim:

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from higen.cli.common import (OFFLOAD, check_prompt, check_speed_options, check_writable, free_name, keyframe_path, load_pipeline, refuse_overwrite,
-                              resolve_device, slug, speed_options, write_output, write_sidecar)
-from higen.pipeline.settings import SEED_LIMIT, GenerationSettings, SettingError
+                              resolve_device, settings_from_args, slug, speed_options, with_flag_names, write_output,
+                              write_sidecar)
+from higen.pipeline.settings import SEED_LIMIT, GenerationSettings
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either a prompt or --prompts-file")
     if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
         raise ValueError(f"--seed must be a whole number from 0 to 2**64 - 1, got {args.seed}")
-    _with_flag_names(args, lambda changes: GenerationSettings().replace(**changes))
+    with_flag_names(args, lambda changes: GenerationSettings().replace(**changes))
     jobs = parse_prompts_file(args.prompts_file) if args.prompts_file else [(check_prompt(args.prompt), args.seed)]
     if args.prompts_file and args.seed is not None:
         jobs = [(p, s if s is not None else args.seed + i) for i, (p, s) in enumerate(jobs)]
@@ -131,35 +132,6 @@ def run(args: argparse.Namespace) -> int:
                       keyframe=str(args.keyframe) if args.keyframe else None, seconds=round(elapsed, 3))
         print(f"wrote {target} ({out.video.shape[1]} frames, {out.video.shape[3]}x{out.video.shape[2]}, seed {seed}, {elapsed:.1f} s)")
     return 0
-
-
-def settings_from_args(args: argparse.Namespace, pipe):
-    """The model's generation defaults with the flags given, validated for ``pipe``; a bad value names its flag."""
-    return _with_flag_names(args, lambda changes: pipe.resolve_settings(**changes))
-
-
-def _with_flag_names(args: argparse.Namespace, resolve):
-    """``resolve(changes)`` with the settings the flags give; a :class:`SettingError` comes back naming the flag."""
-    changes = dict(
-        negative_prompt=args.negative_prompt, frames=args.frames, height=args.height, width=args.width, fps=args.fps,
-        spatial_steps=_first(args.spatial_steps, args.steps), temporal_steps=_first(args.temporal_steps, args.steps),
-        spatial_guidance=_first(args.spatial_guidance, args.guidance), temporal_guidance=_first(args.temporal_guidance, args.guidance),
-        sampler=args.sampler, motion=args.motion, appearance=args.appearance, decode_chunk_size=args.decode_chunk_size,
-    )
-    try:
-        return resolve(changes)
-    except SettingError as err:
-        message, flag = str(err), err.setting
-        for both in ("steps", "guidance"):  # --steps / --guidance set both stages' settings
-            if flag.endswith("_" + both) and getattr(args, flag) is None and getattr(args, both) is not None:
-                flag = both
-        if message.startswith(err.setting):
-            message = "--" + flag.replace("_", "-") + message[len(err.setting):]
-        raise ValueError(message) from None
-
-
-def _first(*values):
-    return next((v for v in values if v is not None), None)
 
 
 def plan_outputs(args, jobs, fmt: str) -> list[Path]:
