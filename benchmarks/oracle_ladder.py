@@ -1,0 +1,274 @@
+"""The oracle ladder of the spatial stage: is shape not learned because of the text path or the network?
+
+The bundled model's UNet is trained on single world frames (the spatial stage) with its text resampler
+replaced by one of three context paths, and its samples are judged every few hundred steps:
+
+    oracle     one learned token per attribute value (shape, colour, background): no text at all
+    direct     the MiniLM token states, each projected by one Linear to the context width: no resampler
+    resampler  the bundled model's own path (MiniLM -> learned-query resampler)
+
+If the oracle learns shape and the text paths do not, the text path is at fault; if the oracle does not
+either, the network, loss or noise schedule is. ``x0`` asks at which noise level the shape is decided and
+whether the shape token steers it: one-step clean predictions from noised true frames, judged, with the
+true shape token and with a wrong one. Results: docs/bundled_model.md ("Why shape is not learned").
+
+    python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle --cache runs/ladder/images --context oracle
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle_l0 --cache runs/ladder/images --context oracle \\
+        model.unet.attention_levels=[0,1,2]
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle_emb --cache runs/ladder/images --context oracle --label-embedding
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle_mid --cache runs/ladder/images --context oracle --timesteps 300 800 --steps 1000
+    python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
+
+Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
+background of 48 held-out prompts every ``--eval-every`` steps) and its EMA weights. One thread: about
+1 s per step of 32 frames on this project's 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from higen.cues import Cues
+from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
+from higen.diffusion.schedule import NoiseSchedule, offset_noise, q_sample
+from higen.pipeline.pipeline import HiGenPipeline
+from higen.training.components import expected_unet_config
+from higen.training.config import load_config
+from higen.training.loss import VPredictionLoss
+from higen.models.unet import HiGenUNet
+from higen.world.dataset import world_clip
+from higen.world.judge import measure
+from higen.world.render import render
+from higen.world.spec import BACKGROUNDS, COLOURS, SHAPES
+
+VOCAB = (SHAPES, tuple(COLOURS), tuple(BACKGROUNDS))
+NULL = torch.tensor([len(v) for v in VOCAB])  # the index each attribute uses for a dropped caption
+
+
+def labels(spec) -> list[int]:
+    return [VOCAB[0].index(spec.shape), VOCAB[1].index(spec.colour), VOCAB[2].index(spec.background)]
+
+
+class OracleContext(nn.Module):
+    """Attribute indices ``b 3`` (passed as the UNet's "text") -> one learned context token per attribute."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(len(v) + 1, width) for v in VOCAB)
+        for table in self.tables:
+            nn.init.normal_(table.weight)
+
+    def forward(self, attributes: torch.Tensor) -> torch.Tensor:
+        a = attributes.long()
+        return torch.stack([table(a[:, k]) for k, table in enumerate(self.tables)], dim=1)
+
+
+class LabelEmbedding(nn.Module):
+    """An oracle UNet that also adds a learned embedding of the labels to every frame's embedding, so the labels
+    reach every ResBlock at every resolution (as a class-conditional diffusion model's class embedding)."""
+
+    def __init__(self, unet: HiGenUNet):
+        super().__init__()
+        self.unet = unet
+        self.tables = nn.ModuleList(nn.Embedding(len(v) + 1, unet.config.embed_dim) for v in VOCAB)
+        for table in self.tables:
+            nn.init.zeros_(table.weight)  # no-op at initialisation
+        frame_embedding = unet.frame_embedding
+        unet.frame_embedding = lambda t, b, f, *cues: frame_embedding(t, b, f, *cues) + self._labels.repeat_interleave(f, dim=0)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, **cues) -> torch.Tensor:
+        a = text.long()
+        self._labels = sum(table(a[:, k]) for k, table in enumerate(self.tables))
+        return self.unet(x, timesteps, text, **cues)
+
+
+def build(context: str, overrides: list[str], label_embedding: bool = False) -> nn.Module:
+    cfg = load_config("configs/bundled/higen.yaml", ["data.videos=unused", "data.images=unused", *overrides])
+    torch.manual_seed(0)
+    unet = HiGenUNet(expected_unet_config(cfg))
+    if context == "oracle":
+        unet.text_resampler = OracleContext(unet.config.context_dim)
+    elif context == "direct":
+        unet.text_resampler = nn.Linear(unet.config.text_dim, unet.config.context_dim)
+    if label_embedding:
+        if context != "oracle":
+            raise SystemExit("--label-embedding needs --context oracle")
+        return LabelEmbedding(unet)
+    return unet
+
+
+# ------------------------------------------------------------------------------------------- cache
+def make_cache(out: Path, n: int, size_scale: float) -> None:
+    """Middle frames of train-split world clips: scaled latents, MiniLM text features, attribute labels.
+    ``size_scale`` != 1 draws the object that much larger (and nearer the centre, so it stays in view)."""
+    pipe = HiGenPipeline.from_pretrained()
+    frames, captions, attributes = [], [], []
+    for i in range(n):
+        spec, caption = world_clip(0, i, "train")
+        if size_scale != 1.0:
+            spec = dataclasses.replace(spec, size=spec.size * size_scale, direction="still", speed=0.0,
+                                       start=(spec.start[0] * 0.6, spec.start[1] * 0.6))
+        frames.append(render(spec, 1, 64, 64, start=0.5)[0])
+        captions.append(caption)
+        attributes.append(labels(spec))
+    latents, text = [], []
+    with torch.no_grad():
+        for i in range(0, n, 64):
+            x = torch.from_numpy(np.stack(frames[i : i + 64])).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            latents.append(pipe.autoencoder.encode(x[:, :, None]))
+            text.append(pipe.encode_prompts(captions[i : i + 64]))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"latents": torch.cat(latents), "text": torch.cat(text), "attributes": torch.tensor(attributes),
+                "null_text": pipe.encode_prompts([""])[0], "size_scale": size_scale}, out / "cache.pt")
+
+
+# ------------------------------------------------------------------------------------------- train
+def conditioning(context: str, data: dict, idx: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """What the replaced resampler reads: attribute indices (oracle) or text features, dropped ones nulled."""
+    if context == "oracle":
+        a = data["attributes"][idx].clone()
+        a[drop] = NULL
+        return a.float()
+    t = data["text"][idx].clone()
+    t[drop] = data["null_text"]
+    return t
+
+
+@torch.no_grad()
+def judge_priors(unet: nn.Module, context: str, pipe: HiGenPipeline, n: int = 48, guidance: float = 4.0) -> dict:
+    """Spatial priors of the first ``n`` held-out prompts (DPM-Solver++ 25 steps), judged."""
+    specs, prompts = zip(*(world_clip(0, i, "heldout") for i in range(n)))
+    if context == "oracle":
+        cond, uncond = torch.tensor([labels(s) for s in specs]).float(), NULL.expand(n, -1).float()
+    else:
+        cond, uncond = pipe.encode_prompts(list(prompts)), pipe.encode_prompts([""] * n)
+    noise = torch.randn(n, 4, 1, 16, 16, generator=torch.Generator().manual_seed(1234))
+    denoiser = guided_denoiser(unet, cond, uncond, Cues.spatial_stage(n), guidance)
+    frames = pipe.decode(sample(denoiser, noise, make_sampler("dpm++", NoiseSchedule()), 25))
+    found = [measure(np.repeat(f, 4, axis=0)) for f in frames]  # the judge reads clips: four copies of the frame
+    colour_asked = [(m, s) for m, s in zip(found, specs) if s.change != "colour"]
+    return {"shape": sum(m.shape == s.shape for m, s in zip(found, specs)),
+            "colour": sum(m.colour == s.colour for m, s in colour_asked), "colour_of": len(colour_asked),
+            "background": sum(m.background == s.background for m, s in zip(found, specs)), "n": n}
+
+
+def train(out: Path, args) -> None:
+    data = torch.load(Path(args.cache) / "cache.pt")
+    unet = build(args.context, args.overrides, args.label_embedding).train()
+    ema = build(args.context, args.overrides, args.label_embedding).eval()  # not a deepcopy: LabelEmbedding binds its UNet
+    ema.load_state_dict(unet.state_dict())
+    pipe = HiGenPipeline.from_pretrained()
+    optimiser = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
+    loss_fn = VPredictionLoss(foreground_weight=8.0)  # the bundled recipe's loss
+    generator = torch.Generator().manual_seed(0)
+    quarters = [[] for _ in range(4)]
+    out.mkdir(parents=True, exist_ok=True)
+    log, start = open(out / "log.jsonl", "a"), time.time()
+    for step in range(1, args.steps + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = args.lr * min(1.0, step / 100)  # 100 warm-up steps, then constant
+        idx = torch.randint(0, len(data["latents"]), (args.batch,), generator=generator)
+        drop = torch.rand(args.batch, generator=generator) < 0.1  # caption dropout, as the recipe
+        t = torch.randint(*args.timesteps, (args.batch,), generator=generator)
+        x0 = data["latents"][idx]
+        noise = offset_noise(tuple(x0.shape), 0.1, generator=generator)
+        text = conditioning(args.context, data, idx, drop)
+        per_sample = loss_fn(lambda x, ts: unet(x, ts, text), x0, t, noise)
+        optimiser.zero_grad(set_to_none=True)
+        per_sample.mean().backward()
+        nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimiser.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters()):
+                e.lerp_(p, 1 - args.ema)
+        for loss, ts in zip(per_sample.tolist(), t.tolist()):
+            quarters[ts // 250].append(loss)
+        record = {}
+        if step % 50 == 0:
+            record = {"step": step, "loss_by_quarter": [float(np.mean(q[-200:])) for q in quarters], "seconds": time.time() - start}
+        if step % args.eval_every == 0 or step == args.steps:
+            record = {"step": step, **record, "judged": judge_priors(ema, args.context, pipe)}
+        if record:
+            print(json.dumps(record), flush=True)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+    torch.save(ema.state_dict(), out / "ema.pt")
+    (out / "run.json").write_text(json.dumps({"context": args.context, "overrides": args.overrides, "label_embedding": args.label_embedding}))
+
+
+# ---------------------------------------------------------------------------------------------- x0
+@torch.no_grad()
+def x0_probe(run: Path, cache: Path, n: int = 48) -> None:
+    """One-step clean predictions of noised true frames at five noise levels, judged, with the true shape
+    token and with another shape's (oracle runs only): which shape do they show?"""
+    settings = json.loads((run / "run.json").read_text())
+    unet = build(settings["context"], settings["overrides"], settings.get("label_embedding", False)).eval()
+    unet.load_state_dict(torch.load(run / "ema.pt"))
+    if settings["context"] != "oracle":
+        raise SystemExit("x0 swaps the shape token: it needs an oracle run")
+    data, pipe = torch.load(cache / "cache.pt"), HiGenPipeline.from_pretrained()
+    x0, true = data["latents"][:n], data["attributes"][:n]
+    wrong = true.clone()
+    wrong[:, 0] = (true[:, 0] + 1 + torch.arange(n) % 5) % len(SHAPES)  # every other shape, in turn
+    alphas = NoiseSchedule().alphas_cumprod().float()
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+
+    def shapes(latents):
+        return [measure(np.repeat(f, 4, axis=0)).shape for f in pipe.decode(latents)]
+
+    print(json.dumps({"clean latents": sum(s == SHAPES[i] for s, i in zip(shapes(x0), true[:, 0].tolist()))}))
+    for level in (100, 300, 500, 700, 900):
+        t = torch.full((n,), level)
+        x_t = q_sample(alphas, x0, t, noise)
+        row = {"t": level}
+        for name, token in (("true token", true), ("wrong token", wrong)):
+            v = unet(x_t, t, token.float())
+            drawn = shapes(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)  # x0 from v
+            row[name] = {"true shape": sum(d == SHAPES[i] for d, i in zip(drawn, true[:, 0].tolist())),
+                         "token's shape": sum(d == SHAPES[i] for d, i in zip(drawn, token[:, 0].tolist()))}
+        print(json.dumps(row), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache")
+    c.add_argument("out", type=Path)
+    c.add_argument("--n", type=int, default=8000)
+    c.add_argument("--size-scale", type=float, default=1.0)
+    t = sub.add_parser("train")
+    t.add_argument("out", type=Path)
+    t.add_argument("--cache", type=Path, required=True)
+    t.add_argument("--context", choices=("oracle", "direct", "resampler"), required=True)
+    t.add_argument("--steps", type=int, default=1500)
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--ema", type=float, default=0.995)
+    t.add_argument("--eval-every", type=int, default=250)
+    t.add_argument("--label-embedding", action="store_true", help="oracle only: the labels also reach every ResBlock")
+    t.add_argument("--timesteps", type=int, nargs=2, default=(0, 1000), metavar=("LOW", "HIGH"),
+                   help="train on t in [LOW, HIGH) only (a probe of the x0 window; such a model cannot sample)")
+    t.add_argument("overrides", nargs="*", help="config overrides of configs/bundled/higen.yaml, e.g. model.unet.attention_levels=[0,1,2]")
+    x = sub.add_parser("x0")
+    x.add_argument("run", type=Path)
+    x.add_argument("--cache", type=Path, required=True)
+    args = parser.parse_args()
+    if args.command == "cache":
+        make_cache(args.out, args.n, args.size_scale)
+    elif args.command == "train":
+        train(args.out, args)
+    else:
+        x0_probe(args.run, args.cache)
+
+
+if __name__ == "__main__":
+    main()
