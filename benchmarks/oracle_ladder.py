@@ -168,10 +168,12 @@ def train(out: Path, args) -> None:
     ema.load_state_dict(unet.state_dict())
     pipe = HiGenPipeline.from_pretrained()
     optimiser = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    loss_fn = VPredictionLoss(foreground_weight=8.0)  # the bundled recipe's loss
+    loss_fn = VPredictionLoss(foreground_weight=8.0, snr_gamma=args.snr_gamma)  # the bundled recipe's loss
     generator = torch.Generator().manual_seed(0)
     quarters = [[] for _ in range(4)]
     out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({"context": args.context, "overrides": args.overrides, "label_embedding": args.label_embedding,
+                                              "snr_gamma": args.snr_gamma, "timesteps": list(args.timesteps)}))
     log, start = open(out / "log.jsonl", "a"), time.time()
     for step in range(1, args.steps + 1):
         for group in optimiser.param_groups:
@@ -197,12 +199,11 @@ def train(out: Path, args) -> None:
             record = {"step": step, "loss_by_quarter": [float(np.mean(q[-200:])) for q in quarters], "seconds": time.time() - start}
         if step % args.eval_every == 0 or step == args.steps:
             record = {"step": step, **record, "judged": judge_priors(ema, args.context, pipe)}
+            torch.save(ema.state_dict(), out / "ema.pt")  # the latest judged EMA: what x0 probes
         if record:
             print(json.dumps(record), flush=True)
             log.write(json.dumps(record) + "\n")
             log.flush()
-    torch.save(ema.state_dict(), out / "ema.pt")
-    (out / "run.json").write_text(json.dumps({"context": args.context, "overrides": args.overrides, "label_embedding": args.label_embedding}))
 
 
 # ---------------------------------------------------------------------------------------------- x0
@@ -257,6 +258,7 @@ def main() -> None:
     t.add_argument("--label-embedding", action="store_true", help="oracle only: the labels also reach every ResBlock")
     t.add_argument("--timesteps", type=int, nargs=2, default=(0, 1000), metavar=("LOW", "HIGH"),
                    help="train on t in [LOW, HIGH) only (a probe of the x0 window; such a model cannot sample)")
+    t.add_argument("--snr-gamma", type=float, default=0.0, help="Min-SNR-gamma loss weights (0: off, the bundled recipe)")
     t.add_argument("overrides", nargs="*", help="config overrides of configs/bundled/higen.yaml, e.g. model.unet.attention_levels=[0,1,2]")
     x = sub.add_parser("x0")
     x.add_argument("run", type=Path)

@@ -24,7 +24,7 @@ from higen.training.conditioning import (
 )
 from higen.training.config import load_config
 from higen.training.logging import read_log
-from higen.training.loss import VPredictionLoss, contrast_weights, draw_noise, draw_timesteps
+from higen.training.loss import VPredictionLoss, contrast_weights, draw_noise, draw_timesteps, min_snr_weights
 from higen.training.optim import SPATIAL_PATTERN
 from higen.training.synthetic import TINY_RUN, SyntheticData, synthetic_factory, tiny_components
 from higen.training.trainer import make_training_data, train
@@ -88,6 +88,22 @@ def test_foreground_weighted_loss_weights_each_frame_by_its_contrast_map():
     torch.testing.assert_close(weighted.weights(x0), w)
     torch.testing.assert_close(weighted(zeros, x0, t, noise), (w * v.pow(2)).flatten(1).mean(1))
     assert not torch.allclose(weighted(zeros, x0, t, noise), plain)
+
+
+def test_min_snr_weighted_loss_is_the_clean_image_loss_weighted_by_min_snr_gamma():
+    schedule = NoiseSchedule()
+    a = schedule.alphas_cumprod().float()
+    x0, noise = torch.randn(4, 4, 1, 5, 5), torch.randn(4, 4, 1, 5, 5)
+    t = torch.tensor([10, 300, 800, 999])
+    zeros = lambda x, ts, **kw: torch.zeros_like(x)  # noqa: E731
+    plain, weighted = VPredictionLoss(schedule)(zeros, x0, t, noise), VPredictionLoss(schedule, snr_gamma=5.0)(zeros, x0, t, noise)
+    snr = a[t] / (1 - a[t])
+    expected = torch.tensor([5.0 / (snr[0] + 1), snr[1].clamp(max=5) / (snr[1] + 1), snr[2] / (snr[2] + 1), 1.0])
+    torch.testing.assert_close(min_snr_weights(a, t, 5.0), expected)
+    torch.testing.assert_close(weighted, plain * expected)
+    assert snr[0] > 5 > snr[1] and snr[3] == 0  # the four cases: clipped, unclipped, tiny, the zero-SNR last step
+    with pytest.raises(ValueError, match="loss.snr_gamma"):
+        load_config(None, ["loss.snr_gamma=-1"])
 
 
 def test_noise_and_timesteps_follow_their_keys():

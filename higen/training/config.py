@@ -67,8 +67,11 @@ class LossSection:
     foreground_weight: float = 0.0
     # Training timesteps are drawn uniformly from [low, high) (the release: all of [0, 1000)). A narrower
     # range trains one end of the schedule only, e.g. (500, 1000): the noisy steps where a video's layout and
-    # motion are decided (docs/bundled_model.md, "Why direction is at chance"); the other steps then drift.
+    # motion are decided (docs/bundled_model.md); the other steps then drift.
     timesteps: tuple[int, int] = (0, 1000)
+    # Min-SNR-gamma per-sample weights (Hang et al., ICCV 2023; higen.training.loss.min_snr_weights), e.g. 5.
+    # 0: the release's unweighted loss.
+    snr_gamma: float = 0.0
 
 
 @dataclass
@@ -236,6 +239,8 @@ def _validate(cfg: TrainConfig) -> None:
     low, high = cfg.loss.timesteps
     if not 0 <= low < high:
         raise ValueError(f"config: loss.timesteps must be [low, high) with 0 <= low < high; got {list(cfg.loss.timesteps)}")
+    if cfg.loss.snr_gamma < 0:
+        raise ValueError(f"config: loss.snr_gamma must not be negative (0: no Min-SNR weighting); got {cfg.loss.snr_gamma}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.cues.offset_noise < 0:

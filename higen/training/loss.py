@@ -33,6 +33,20 @@ def contrast_weights(x: torch.Tensor, strength: float) -> torch.Tensor:
     return weight / weight.mean(dim=(2, 3), keepdim=True)
 
 
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights ``b`` for a v-prediction loss: ``min(SNR, gamma) / (SNR + 1)``.
+
+    The v-loss is ``(SNR + 1)`` times the clean-image loss; Min-SNR-gamma weights the clean-image loss by
+    ``min(SNR, gamma)`` (Hang et al., ICCV 2023), so the easy low-noise steps stop dominating and the
+    mid-noise steps, where an object's outline is decided, weigh more. A zero-terminal-SNR schedule has
+    SNR 0 at its last step, whose weight would be 0: that step keeps weight 1 (as diffusers does).
+    """
+    a = alphas_cumprod[timesteps]
+    snr = a / (1 - a).clamp_min(1e-12)
+    weight = snr.clamp(max=gamma) / (snr + 1)
+    return torch.where(snr == 0, torch.ones_like(weight), weight)
+
+
 def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: int = 0) -> torch.Tensor:
     """One ``t ~ U{low, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU)."""
     if not 0 <= low < num_timesteps:
@@ -58,13 +72,15 @@ class VPredictionLoss:
     The target is ``v = sqrt(a_t) noise - sqrt(1 - a_t) x0``; the loss is the per-sample mean over
     (c, f, h, w) with no SNR weighting, as the release. Computed in float32 whatever the autocast.
     ``foreground_weight`` > 0 weights each latent position by :func:`contrast_weights` of its clean frame
-    (mean 1 per frame), not in the release.
+    (mean 1 per frame), not in the release. ``snr_gamma`` > 0 weights each sample by Min-SNR-gamma
+    (Hang et al., ICCV 2023; :func:`min_snr_weights`), not in the release.
     """
 
-    def __init__(self, schedule: NoiseSchedule | None = None, foreground_weight: float = 0.0):
+    def __init__(self, schedule: NoiseSchedule | None = None, foreground_weight: float = 0.0, snr_gamma: float = 0.0):
         self.schedule = schedule or NoiseSchedule()
         self.alphas_cumprod = self.schedule.alphas_cumprod().float()
         self.foreground_weight = foreground_weight
+        self.snr_gamma = snr_gamma
 
     @property
     def num_timesteps(self) -> int:
@@ -81,7 +97,10 @@ class VPredictionLoss:
         error = (prediction.float() - target).pow(2)
         if self.foreground_weight:
             error = error * self.weights(x0)
-        return error.flatten(1).mean(dim=1)
+        per_sample = error.flatten(1).mean(dim=1)
+        if self.snr_gamma:
+            per_sample = per_sample * min_snr_weights(self.alphas_cumprod.to(x0.device), timesteps, self.snr_gamma)
+        return per_sample
 
     def weights(self, x0: torch.Tensor) -> torch.Tensor:
         """Loss weights ``b 1 f h w`` of clean latents ``b c f h w``, one map per frame."""
@@ -89,4 +108,4 @@ class VPredictionLoss:
         return rearrange(contrast_weights(frames, self.foreground_weight), "(b f) 1 h w -> b 1 f h w", b=x0.shape[0])
 
 
-__all__ = ["VPredictionLoss", "draw_timesteps", "draw_noise"]
+__all__ = ["VPredictionLoss", "draw_timesteps", "draw_noise", "min_snr_weights"]

@@ -149,7 +149,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     lr_schedule = make_lr_schedule(optimizer, cfg.optim, t_cfg.max_steps)
     scaler = torch.amp.GradScaler("cuda") if t_cfg.precision == "fp16" else None
     ema = EMA(trainable, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
-    loss_fn = VPredictionLoss(components.schedule, cfg.loss.foreground_weight)
+    loss_fn = VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma)
     t_low, t_high = cfg.loss.timesteps
     if t_high > loss_fn.num_timesteps:
         raise ValueError(f"config: loss.timesteps {list(cfg.loss.timesteps)} goes past the schedule's {loss_fn.num_timesteps} steps")
