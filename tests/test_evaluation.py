@@ -116,6 +116,16 @@ def test_frechet_distance_general_covariances_match_scipy():
     assert frechet.frechet_distance_from_statistics(mean_a, cov_a, mean_b, cov_b) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("n_a, n_b, d", [(7, 12, 300), (5, 5, 5), (30, 2, 64)])
+def test_frechet_distance_of_small_sets_equals_the_covariance_route(n_a, n_b, d):
+    """With no more embeddings than dimensions, frechet_distance takes the trace from the N x M cross product."""
+    rng = np.random.default_rng(d)
+    a, b = rng.normal(size=(n_a, d)) * rng.uniform(0.1, 3, d), rng.normal(size=(n_b, d)) + 0.3
+    expected = frechet.frechet_distance_from_statistics(*frechet.gaussian_statistics(a), *frechet.gaussian_statistics(b))
+    assert frechet.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_covariance_is_unbiased():
     x = np.random.default_rng(1).normal(size=(7, 3))
     mean, cov = frechet.gaussian_statistics(x)

@@ -7,6 +7,14 @@ code call it): float64, unbiased covariances (divided by N - 1), and the trace o
 taken as ``Tr(sqrt(sqrt(S_a) S_b sqrt(S_a)))``, which equals ``Tr(sqrt(S_a S_b))`` but needs only square
 roots of symmetric positive semi-definite matrices (by SVD; singular values below 1e-10, i.e. round-off,
 are kept rather than square-rooted, as TF-GAN does).
+
+With no more embeddings in either set than dimensions (e.g. a few hundred frames against FID's 2,048
+features), the covariances have rank below d and :func:`frechet_distance` takes the same trace from the
+centred embeddings ``A`` (``N x d``) and ``B`` (``M x d``) instead: ``S_a S_b`` has the eigenvalues of
+``(A B^T)(A B^T)^T / ((N - 1)(M - 1))``, so ``Tr((S_a S_b)^(1/2))`` is the sum of the singular values of
+``A B^T`` over ``sqrt((N - 1)(M - 1))``. It is the same number without the d x d square roots (up to
+round-off, which it has less of: a set against itself gives 0 to ~1e-12 rather than ~1e-5 at d = 2,048),
+and takes milliseconds instead of seconds.
 """
 
 from __future__ import annotations
@@ -47,4 +55,20 @@ def frechet_distance_from_statistics(mean_a, cov_a, mean_b, cov_b) -> float:
 
 def frechet_distance(embeddings_a: np.ndarray, embeddings_b: np.ndarray) -> float:
     """Squared Fréchet distance between the Gaussians fitted to two ``(N, d)`` sets (N may differ)."""
-    return frechet_distance_from_statistics(*gaussian_statistics(embeddings_a), *gaussian_statistics(embeddings_b))
+    mean_a, cov_a = gaussian_statistics(embeddings_a)
+    mean_b, cov_b = gaussian_statistics(embeddings_b)
+    n_a, d = np.shape(embeddings_a)
+    n_b = np.shape(embeddings_b)[0]
+    if max(n_a, n_b) > d or mean_a.shape != mean_b.shape:
+        return frechet_distance_from_statistics(mean_a, cov_a, mean_b, cov_b)
+    return _frechet_distance_low_rank(embeddings_a, embeddings_b)
+
+
+def _frechet_distance_low_rank(embeddings_a: np.ndarray, embeddings_b: np.ndarray) -> float:
+    """The same distance from the centred embeddings, for sets no larger than the dimension (module docstring)."""
+    a, b = np.asarray(embeddings_a, np.float64), np.asarray(embeddings_b, np.float64)
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    a, b = a - mean_a, b - mean_b
+    scale_a, scale_b = a.shape[0] - 1, b.shape[0] - 1
+    trace_sqrt_product = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(scale_a * scale_b)
+    return float(np.sum((mean_a - mean_b) ** 2) + np.sum(a * a) / scale_a + np.sum(b * b) / scale_b - 2 * trace_sqrt_product)
