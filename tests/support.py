@@ -97,3 +97,33 @@ def save_tiny_open_clip(folder: str | os.PathLike, seed: int = 3) -> tuple[Path,
     torch.save(state, folder / "open_clip_pytorch_model.bin")
     tiny_clip_tokenizer().save_pretrained(str(folder / "tokenizer"))
     return folder / "open_clip_pytorch_model.bin", folder / "tokenizer", state
+
+
+def random_fid_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state dict with the names and shapes of the FID Inception weights file, random but well scaled:
+    He-initialised convolutions and BatchNorm statistics near the identity, so the features neither vanish
+    nor blow up through the network's ~50 layers."""
+    from higen.evaluation.inception import FIDInception
+
+    generator = torch.Generator().manual_seed(seed)
+    state = FIDInception().state_dict()
+    for name, tensor in state.items():
+        if name.endswith("conv.weight"):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * (2 / tensor[0].numel()) ** 0.5)
+        elif name.endswith("bn.weight") or name.endswith("bn.running_var"):
+            tensor.copy_(1 + 0.1 * torch.rand(tensor.shape, generator=generator))
+        elif name.endswith("bn.bias") or name.endswith("bn.running_mean"):
+            tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
+        elif tensor.is_floating_point():  # fc
+            tensor.copy_(0.01 * torch.randn(tensor.shape, generator=generator))
+    return state
+
+
+def save_random_fid_inception(path: str | os.PathLike, seed: int = 0) -> tuple[Path, str]:
+    """:func:`random_fid_inception_state_dict` saved as a ``.pth`` file (legacy serialisation, as old
+    ``torch.save`` files are); returns the path and its sha256, to load it with ``expected_sha256``."""
+    from higen.evaluation.i3d import sha256
+
+    path = Path(path)
+    torch.save(random_fid_inception_state_dict(seed), path, _use_new_zipfile_serialization=False)
+    return path, sha256(path)

@@ -1,4 +1,4 @@
-"""higen.evaluation: I3D weights and reference logits, the TF1 resize, the Fréchet distance, FVD, flicker, CLI."""
+"""higen.evaluation: I3D weights and reference logits, the TF1 resize, the Fréchet distance, FVD, frame FID, flicker, CLI."""
 
 import json
 import pickle
@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from higen.evaluation import frechet, fvd, i3d
+from higen.evaluation import fid, frechet, fvd, i3d, inception
 from higen.evaluation.flicker import evaluate_flicker, flicker_score, frame_difference_stats, frame_differences
 from higen.evaluation.resize import resize_bilinear_tf1
 from higen.io.video import write_video
+
+from support import random_fid_inception_state_dict, save_random_fid_inception
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +191,111 @@ def test_evaluate_videos_cli_errors(tmp_path, capsys):
     assert "too short" in capsys.readouterr().err
     assert main(["evaluate-videos", "--fvd", str(tmp_path / "short"), str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ frame FID
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """A random file laid out as pt_inception-2015-12-05-6726825d.pth: (path, sha256)."""
+    return save_random_fid_inception(tmp_path_factory.mktemp("fid") / "random_inception.pth")
+
+
+@pytest.fixture(scope="module")
+def inception_model(random_inception):
+    path, digest = random_inception
+    return inception.load_fid_inception(path, expected_sha256=digest)
+
+
+def test_fid_inception_has_the_weights_files_layout():
+    """566 entries (94 conv + BatchNorm units of 6 tensors each, and the 1,008-way classifier), named as in the file."""
+    state = inception.FIDInception().state_dict()
+    assert len(state) == 94 * 6 + 2
+    shapes = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_4a_3x3.bn.running_var": (192,),
+              "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1), "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
+              "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7), "Mixed_6e.branch7x7dbl_5.conv.weight": (192, 192, 1, 7),
+              "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3), "Mixed_7b.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1),
+              "Mixed_7c.branch_pool.conv.weight": (192, 2048, 1, 1), "Mixed_7c.branch1x1.bn.num_batches_tracked": (),
+              "fc.weight": (1008, 2048), "fc.bias": (1008,)}
+    assert {k: tuple(state[k].shape) for k in shapes} == shapes
+    assert sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))) == 23_850_960
+
+
+def test_fid_inception_loads_a_file_of_that_layout(random_inception, inception_model):
+    path, digest = random_inception
+    expected = random_fid_inception_state_dict()
+    loaded = inception_model.state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert not inception_model.training and inception_model.weights_sha256 == digest
+    with torch.no_grad():
+        features = inception_model(inception.preprocess(np.zeros((2, 40, 30, 3), np.uint8)))
+    assert features.shape == (2, 2048) and torch.isfinite(features).all() and features.abs().max() > 0
+
+
+def test_fid_weights_with_another_hash_or_layout_are_refused(random_inception, tmp_path):
+    path, digest = random_inception
+    with pytest.raises(ValueError, match="not the FID Inception weights file") as err:
+        inception.load_fid_inception(path)  # the published file's hash is expected by default
+    assert inception.WEIGHTS_URL in str(err.value) and inception.WEIGHTS_SHA256 in str(err.value) and "\n" not in str(err.value)
+    for missing in (tmp_path / "missing.pth", None):
+        with pytest.raises(FileNotFoundError, match="pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"):
+            inception.check_weights(missing)
+    other = tmp_path / "other.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3)}, other)
+    with pytest.raises(ValueError, match="not laid out as the FID Inception: 565 tensors missing"):
+        inception.load_fid_inception(other, expected_sha256=i3d.sha256(other))
+
+
+def test_fid_preprocess_resizes_to_299_and_scales_as_the_tf_graph():
+    # A 1 x 2 image [0, 200] widened to 299 by TF1's legacy resize: column j samples x = 2j / 299 (no
+    # half-pixel offset), the last column clamped, so j <= 149 gives 200 * 2j / 299 and j >= 150 gives 200.
+    image = np.zeros((1, 1, 2, 3), np.uint8)
+    image[0, 0, 1] = 200
+    x = inception.preprocess(image)
+    assert x.shape == (1, 3, 299, 299)
+    row = x[0, 0, 0].double() * 128 + 128
+    np.testing.assert_allclose(row[[0, 1, 100, 149, 150, 298]], [0, 400 / 299, 40000 / 299, 59600 / 299, 200, 200], rtol=1e-5)
+    assert torch.equal(x[0, 0], x[0, 2]) and torch.equal(x[0, :, 0], x[0, :, 298])  # all rows alike (height 1 -> 299)
+    levels = inception.preprocess(np.array([0, 128, 255], np.uint8).reshape(1, 1, 3, 1).repeat(3, 3))
+    assert levels[0, 0, 0, 0] == -1 and levels[0, 0, 0, 299 // 3] != 0 and levels[0, 0, 0, 298] == 127 / 128
+    assert inception.preprocess(np.full((1, 5, 5, 3), 128, np.uint8)).eq(0).all()
+
+
+def test_fid_is_zero_against_itself_and_grows_with_noise(inception_model):
+    clips = _clips(0, 2, frames=3)
+    frames = clips.reshape(-1, *clips.shape[2:])  # 6 frames
+    real = fid.inception_features(frames, inception_model, batch_size=4)
+    assert real.shape == (6, 2048) and real.dtype == np.float32
+    assert fid.frechet_inception_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+    scores = [fid.frechet_inception_distance(real, fid.inception_features(_noisy(frames, sigma), inception_model)) for sigma in (8, 32, 96)]
+    assert 0 < scores[0] < scores[1] < scores[2]
+
+
+def test_evaluate_videos_cli_fid(random_inception, tmp_path, capsys, monkeypatch):
+    from higen.cli.main import main
+
+    path, digest = random_inception
+    clips = _clips(1, 2, frames=3, size=24)
+    for name, videos in (("real", clips), ("fake", _noisy(clips, 64))):
+        for i, clip in enumerate(videos):
+            write_video(tmp_path / name / f"video_{i}", clip, fps=8)
+    args = ["evaluate-videos", "--fid", str(tmp_path / "real"), str(tmp_path / "fake"), "--device", "cpu", "--no-progress"]
+    assert main([*args, "--fid-weights", str(path)]) == 2  # not the published file
+    assert "is not the FID Inception weights file" in capsys.readouterr().err
+    assert main(args) == 2
+    assert f"download {inception.WEIGHTS_NAME} from {inception.WEIGHTS_URL}" in capsys.readouterr().err
+
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", digest)  # accept the random file as the published one
+    out = tmp_path / "report.json"
+    assert main([*args, "--fid-weights", str(path), "--fid-stride", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())["fid"]
+    assert report["fid"] > 0 and f"{report['fid']:.2f}" in printed and "4 real / 4 generated frames" in printed
+    assert {k: report[k] for k in ("preset", "frames_per_video", "stride", "resolution", "features", "inception_weights_sha256")} == {
+        "preset": "inception-2015-12-05", "frames_per_video": None, "stride": 2, "resolution": [299, 299], "features": 2048,
+        "inception_weights_sha256": digest}
+    assert report["real"] == {"folder": str(tmp_path / "real"), "videos": 2, "frames": 4, "sizes": [[24, 24]]}
+    assert main([*args, "--fid-weights", str(path), "--fid-frames", "4"]) == 2
+    assert "too short" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------------------- flicker

@@ -9,7 +9,7 @@ from higen.cli.main import main
 from higen.evaluation.t2v import parse_shard
 from higen.io.video import read_video, write_video
 
-from support import save_tiny_model, save_tiny_open_clip
+from support import save_random_fid_inception, save_tiny_model, save_tiny_open_clip
 
 CAPTIONS = {"video7010": "a red circle moves right", "video7011": "a blue square", "video7012": "two dots, far apart"}
 
@@ -49,6 +49,7 @@ def test_shards_then_measure_then_resume(setup, tmp_path, capsys):
     assert set(report["clipsim"]["videos"]) == {f"{n}.mp4" for n in CAPTIONS}
     assert report["flicker"]["n"] == 3
     assert "at least 9 frames" in report["fvd"]["skipped"]  # the tiny model makes 4-frame videos
+    assert "--fid-weights" in report["fid"]["skipped"]
     html = (out / "summary.html").read_text()
     assert 'src="videos/video7012.mp4"' in html and "two dots, far apart" in html and "CLIPSIM" in html
 
@@ -73,6 +74,23 @@ def test_bad_shards_and_inputs(setup, tmp_path, capsys):
     assert run_t2v(setup, tmp_path / "o", "--real-videos", str(tmp_path / "missing")) == 2
     assert "video folder not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    assert run_t2v(setup, tmp_path / "o", "--fid-weights", str(tmp_path / "missing.pth")) == 2  # before generating anything
+    assert "download pt_inception-2015-12-05-6726825d.pth from https://" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "videos").exists()
+
+
+def test_frame_fid_with_the_weights_file(setup, tmp_path, monkeypatch):
+    """With --fid-weights, the report holds the frame FID over as many frames of each video as were generated."""
+    from higen.evaluation import inception
+
+    weights, digest = save_random_fid_inception(tmp_path / "inception.pth")
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", digest)  # accept the random file as the published one
+    assert run_t2v(setup, tmp_path / "eval", "--fid-weights", str(weights), "--fid-stride", "2") == 0
+    fid = json.loads((tmp_path / "eval" / "report.json").read_text())["fid"]
+    assert fid["frames_per_video"] == 2 and fid["stride"] == 2  # frames 0 and 2 of the 4-frame videos
+    assert (fid["real"]["videos"], fid["real"]["frames"], fid["fake"]["videos"], fid["fake"]["frames"]) == (2, 4, 3, 6)
+    assert fid["fid"] > 0 and fid["inception_weights_sha256"] == digest
+    assert "Frame FID" in (tmp_path / "eval" / "summary.html").read_text()
 
 
 @pytest.mark.slow

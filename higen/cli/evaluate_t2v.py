@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from higen.cli.evaluate_videos import add_clip_arguments, load_clip
+from higen.cli.evaluate_videos import add_clip_arguments, add_fid_arguments, load_clip
 
 # The generation flags of ``higen generate`` that make sense for a whole evaluation (same names and meanings).
 GENERATION_FLAGS = (
@@ -23,14 +23,14 @@ GENERATION_FLAGS = (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate-t2v", help="generate one video per caption, then FVD, CLIPSIM and flicker (the paper's protocol)",
+    p = sub.add_parser("evaluate-t2v", help="generate one video per caption, then FVD, frame FID, CLIPSIM and flicker (the paper's protocol)",
                        description="Generate one video per caption with a model (resumable, shardable), then compute every measure "
                                    "there are weights for: flicker always, CLIPSIM with --clip-checkpoint, FVD with --real-videos and "
-                                   "the I3D weights. Writes OUT/videos/, OUT/report.json and OUT/summary.html (docs/evaluation.md).")
+                                   "the I3D weights, frame FID with --real-videos and --fid-weights. Writes OUT/videos/, OUT/report.json and OUT/summary.html (docs/evaluation.md).")
     p.add_argument("--prompts", type=Path, required=True, help="captions CSV: a 'caption' column, and a 'video' (or 'video_id') column naming each video")
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder: videos/, report.json, summary.html")
-    p.add_argument("--real-videos", type=Path, help="FVD: folder of real videos (e.g. MSR-VTT's 2,990 test videos)")
+    p.add_argument("--real-videos", type=Path, help="FVD and FID: folder of real videos (e.g. MSR-VTT's 2,990 test videos)")
     p.add_argument("--shard", default="0/1", help="generate only captions I, I+N, I+2N, ... (I/N, from 0) and stop; run once more without it to measure")
     p.add_argument("--seed", type=int, default=0, help="caption k is generated with seed SEED + k (default 0)")
     for flag, kind, text in GENERATION_FLAGS:
@@ -42,6 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fvd-frames", type=int, help="FVD: frames per clip (default: 16, or all of the generated videos' frames if fewer)")
     p.add_argument("--fvd-stride", type=int, default=1, help="FVD: take every STRIDE-th frame (default 1)")
     p.add_argument("--batch-size", type=int, default=8, help="FVD: clips per I3D forward pass (default 8)")
+    add_fid_arguments(p, frames_default="as many as the generated videos have")
     add_clip_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -61,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         list_videos(args.real_videos)  # a missing or empty folder fails now, not after the generation
     if args.clip_checkpoint is not None and not args.clip_checkpoint.is_file():
         raise FileNotFoundError(f"CLIP checkpoint not found: {args.clip_checkpoint}")
+    if args.fid_weights is not None:
+        from higen.evaluation.inception import check_weights
+
+        check_weights(args.fid_weights)  # a missing or wrong file fails now, not after the generation
     device, videos, record = resolve_device(args.device), args.output / "videos", args.output / "generation.json"
 
     if pending(captions, videos, shard):
@@ -80,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
     clip = load_clip(args, device) if args.clip_checkpoint is not None else None
     report = evaluate_t2v(videos, captions, args.real_videos, clip, args.i3d_weights, device, args.fvd_frames, args.fvd_stride,
-                          args.batch_size, args.clip_batch_size, progress=not args.no_progress)
+                          args.batch_size, args.clip_batch_size, args.fid_weights, args.fid_frames, args.fid_stride,
+                          args.fid_batch_size, progress=not args.no_progress)
     report = {"prompts": str(args.prompts), **json.loads(record.read_text()), **report}
     atomic_write_text(args.output / "report.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(args.output / "summary.html", summary_html(report, captions))
-    for measure in ("fvd", "clipsim", "flicker"):
+    for measure in ("fvd", "fid", "clipsim", "flicker"):
         part = report[measure]
         print(f"{measure}: " + (f"{part[measure]:.4f}" if measure in part else f"not computed ({part['skipped']})"))
     print(f"wrote {args.output / 'report.json'} and {args.output / 'summary.html'}")

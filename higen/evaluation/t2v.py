@@ -8,8 +8,9 @@ a run that stops is resumed by running it again, and videos already there are sk
 same videos as one process.
 
 :func:`evaluate_t2v` then measures the folder: flicker always; CLIPSIM with a CLIP model; FVD when
-the I3D weights are installed, real videos are given and the videos are long enough. A measure that
-cannot be computed is recorded in the report with the reason.
+the I3D weights are installed, real videos are given and the videos are long enough; frame FID when
+real videos and the FID Inception weights file are given. A measure that cannot be computed is
+recorded in the report with the reason.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def generate_videos(pipe, captions: Mapping[str, str], folder: str | os.PathLike
 def evaluate_t2v(folder: str | os.PathLike, captions: Mapping[str, str], real_videos: str | os.PathLike | None = None,
                  clip: CLIPSimilarity | None = None, i3d_weights: str | os.PathLike | None = None, device="cpu",
                  fvd_frames: int | None = None, fvd_stride: int = 1, batch_size: int = 8, clip_batch_size: int = 32,
-                 progress: bool = False) -> dict:
+                 fid_weights: str | os.PathLike | None = None, fid_frames: int | None = None, fid_stride: int = 1,
+                 fid_batch_size: int = 32, progress: bool = False) -> dict:
     """Every measure of the generated ``folder`` that can be computed; ``{"skipped": reason}`` for the others."""
     missing = missing_videos(folder, captions)
     if missing:
@@ -85,6 +87,7 @@ def evaluate_t2v(folder: str | os.PathLike, captions: Mapping[str, str], real_vi
     report["clipsim"] = (evaluate_clipsim(folder, captions, clip, clip_batch_size, progress) if clip is not None
                          else {"skipped": "no CLIP checkpoint given (--clip-checkpoint)"})
     report["fvd"] = _fvd(folder, real_videos, i3d_weights, device, fvd_frames, fvd_stride, batch_size, progress)
+    report["fid"] = _fid(folder, real_videos, fid_weights, device, fid_frames, fid_stride, fid_batch_size, progress)
     return report
 
 
@@ -109,13 +112,34 @@ def _fvd(folder, real_videos, weights, device, frames, stride, batch_size, progr
     return evaluate_fvd(real_videos, folder, frames, stride, weights, device, batch_size, progress)
 
 
+def _fid(folder, real_videos, weights, device, frames, stride, batch_size, progress) -> dict:
+    """Frame FID; by default over as many frames of each real video as the generated videos have (at ``stride``)."""
+    from higen.evaluation.fid import evaluate_fid
+    from higen.evaluation.videos import list_videos
+    from higen.io.video import iter_frames
+
+    if real_videos is None:
+        return {"skipped": "no real videos given (--real-videos)"}
+    if weights is None:
+        return {"skipped": "no FID Inception weights given (--fid-weights)"}
+    if frames is None:
+        length = sum(1 for _ in iter_frames(list_videos(folder)[0]))
+        frames = (length - 1) // max(stride, 1) + 1
+    return evaluate_fid(real_videos, folder, weights, frames, stride, device, batch_size, progress)
+
+
 def _summary_rows(report: dict) -> list[tuple[str, str, str]]:
     """(measure, value, how it was computed) for the summary table."""
     fvd, clipsim, flicker = report["fvd"], report["clipsim"], report["flicker"]
+    fid = report.get("fid", {"skipped": "not in this report"})
     rows = [("FVD (lower is better)",) + (
         (f"{fvd['fvd']:.2f}", f"preset {fvd['preset']}, {fvd['frames']} frames, stride {fvd['stride']}, "
                               f"{fvd['real']['n']} real / {fvd['fake']['n']} generated videos")
         if "fvd" in fvd else ("not computed", fvd["skipped"]))]
+    rows.append(("Frame FID (lower is better)",) + (
+        (f"{fid['fid']:.2f}", f"preset {fid['preset']}, {fid['frames_per_video']} frames per video, stride {fid['stride']}, "
+                              f"{fid['real']['frames']} real / {fid['fake']['frames']} generated frames")
+        if "fid" in fid else ("not computed", fid["skipped"])))
     rows.append(("CLIPSIM (raw cosine)",) + ((f"{clipsim['clipsim']:.4f}", clipsim["model"]) if "clipsim" in clipsim
                                              else ("not computed", clipsim["skipped"])))
     rows.append(("Temporal flickering (1 = still)", f"{flicker['flicker']:.4f}",
