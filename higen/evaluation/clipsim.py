@@ -66,7 +66,7 @@ class CLIPSimilarity:
     @classmethod
     def from_open_clip_checkpoint(cls, path: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
                                   quick_gelu: bool = False, device: str | torch.device = "cpu") -> "CLIPSimilarity":
-        """Both towers of an OpenCLIP file; ``quick_gelu`` for OpenAI-trained weights (see docs/evaluation.md)."""
+        """Both towers of an OpenCLIP file; ``quick_gelu`` for OpenAI-trained weights (see docs/metrics.md)."""
         from higen.evaluation.i3d import sha256
         from higen.io.checkpoint import load_checkpoint_file
 
