@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from higen.evaluation.frechet import frechet_distance
-from higen.evaluation.fvd import _no_tf32
+from higen.evaluation.embed import embed_batches
 from higen.evaluation.inception import FEATURES, RESOLUTION, FIDInception, load_fid_inception, preprocess
 from higen.evaluation.videos import list_videos, read_clip
 from higen.io.video import iter_frames
@@ -32,24 +32,9 @@ from higen.io.video import iter_frames
 PRESET = "inception-2015-12-05"
 
 
-@torch.no_grad()
-@_no_tf32()
 def inception_features(frames: Iterable[np.ndarray], model: FIDInception, batch_size: int = 32) -> np.ndarray:
     """``(N, 2048)`` float32 features of uint8 ``h w 3`` frames (their sizes may differ)."""
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1; got {batch_size}")
-    device = next(model.parameters()).device
-    out, batch = [], []
-    for frame in frames:
-        batch.append(preprocess(np.asarray(frame)[None], device))
-        if len(batch) == batch_size:
-            out.append(model(torch.cat(batch)).float().cpu())
-            batch = []
-    if batch:
-        out.append(model(torch.cat(batch)).float().cpu())
-    if not out:
-        raise ValueError("no frames to embed")
-    return torch.cat(out).numpy()
+    return embed_batches(frames, lambda frame, device: preprocess(np.asarray(frame)[None], device)[0], model, batch_size, "frames")
 
 
 def video_frames(path: str | os.PathLike, frames: int | None = None, stride: int = 1) -> Iterable[np.ndarray]:

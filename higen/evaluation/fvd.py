@@ -13,7 +13,6 @@ Preset ``unterthiner2018`` (the only one so far; its name goes into every report
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from higen.evaluation.embed import embed_batches
 from higen.evaluation.frechet import frechet_distance
 from higen.evaluation.i3d import MIN_FRAMES, WEIGHTS_SHA256, I3D, load_i3d
 from higen.evaluation.resize import resize_bilinear_tf1
@@ -41,38 +41,12 @@ def preprocess(clip: np.ndarray | torch.Tensor, device: str | torch.device = "cp
     return rearrange(2 * resized / 255 - 1, "f h w c -> c f h w")
 
 
-@contextmanager
-def _no_tf32():
-    """cuDNN's default TF32 convolutions (Ampere GPUs and later) would move the logits by about 1e-3."""
-    saved = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved
-
-
-@torch.no_grad()
-@_no_tf32()
 def i3d_embeddings(clips: Iterable[np.ndarray], model: I3D, batch_size: int = 8, progress: bool = False,
                    total: int | None = None) -> np.ndarray:
     """``(N, 400)`` float32 I3D embeddings of uint8 ``f h w 3`` clips (all with the same frame count)."""
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1; got {batch_size}")
-    device = next(model.parameters()).device
-    out, batch = [], []
-    for clip in tqdm(clips, total=total, desc="I3D", unit="clip", disable=not progress):
-        batch.append(preprocess(clip, device))
-        if len(batch) == batch_size:
-            out.append(model(torch.stack(batch)).float().cpu())
-            batch = []
-    if batch:
-        out.append(model(torch.stack(batch)).float().cpu())
-    if not out:
-        raise ValueError("no clips to embed")
-    return torch.cat(out).numpy()
+    return embed_batches(tqdm(clips, total=total, desc="I3D", unit="clip", disable=not progress), preprocess, model, batch_size, "clips")
 
 
 def frechet_video_distance(real_embeddings: np.ndarray, fake_embeddings: np.ndarray) -> float:
