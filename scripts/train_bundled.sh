@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Train the bundled model from nothing, on a CPU (docs/bundled_model.md): the autoencoder, the latent caches,
 # HiGen itself, the plain text-to-video ablation of the same size (compared at equal steps), HiGen's image-heavy
-# fine-tune, then install the fine-tuned model into the package (higen/assets/bundled_model, stored in fp16).
+# fine-tune, its Min-SNR continuation, then install that model into the package (higen/assets/bundled_model, in fp16).
 #   bash scripts/train_bundled.sh               # everything
-#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | ablation | finetune | install
+#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | ablation | finetune | snr | install
 #   AUTOENCODER=shipped bash scripts/train_bundled.sh   # reuse the shipped model's autoencoder instead of training
 #                                                       # one (what the current bundled model did: docs/bundled_model.md)
 set -euo pipefail
@@ -13,9 +13,11 @@ CONFIG=configs/bundled/higen.yaml
 FINETUNE_CONFIG=configs/bundled/higen_finetune.yaml
 SHIPPED_STEP=4000   # the HiGen run (configured for 4,500 steps) was stopped after this checkpoint for time
 FINETUNE_STEP=1600  # the fine-tune's last step (its config's train.max_steps)
+SNR_CONFIG=configs/bundled/higen_snr.yaml
+SNR_STEP=${SNR_STEP:-1800}   # the Min-SNR stage's shipped checkpoint
 ABLATION_STEPS=${ABLATION_STEPS:-$SHIPPED_STEP}   # the plain twin is compared with HiGen at this step
 STAGE=${STAGE:-autoencoder}
-stages=(autoencoder cache higen ablation finetune install)
+stages=(autoencoder cache higen ablation finetune snr install)
 run_from=0
 for i in "${!stages[@]}"; do [ "${stages[$i]}" = "$STAGE" ] && run_from=$i; done
 
@@ -53,10 +55,16 @@ if [ "$run_from" -le 4 ]; then
   # there), are where the fine-tune starts (its config's model.path).
   "$HIGEN" train-export runs/bundled_higen/checkpoints/step_$(printf %07d "$SHIPPED_STEP") runs/bundled_higen/model_$SHIPPED_STEP
   OMP_NUM_THREADS=2 "$HIGEN" train --config "$FINETUNE_CONFIG" > runs/bundled_higen_finetune.log 2>&1
+  "$HIGEN" train-export runs/bundled_higen_finetune/checkpoints/step_$(printf %07d "$FINETUNE_STEP") \
+      runs/bundled_higen_finetune/model_$FINETUNE_STEP
 fi
 if [ "$run_from" -le 5 ]; then
-  # The shipped weights: the fine-tune's EMA; the exported folder carries the generation defaults of its config.
-  model=runs/bundled_higen_finetune/model_$FINETUNE_STEP
-  "$HIGEN" train-export runs/bundled_higen_finetune/checkpoints/step_$(printf %07d "$FINETUNE_STEP") "$model"
+  # Min-SNR-5 loss weights from the fine-tuned model (its config's model.path); resumes from its last checkpoint.
+  OMP_NUM_THREADS=2 "$HIGEN" train --config "$SNR_CONFIG" --resume >> runs/bundled_higen_snr.log 2>&1
+fi
+if [ "$run_from" -le 6 ]; then
+  # The shipped weights: the Min-SNR stage's EMA; the exported folder carries the generation defaults of its config.
+  model=runs/bundled_higen_snr/model_$SNR_STEP
+  "$HIGEN" train-export runs/bundled_higen_snr/checkpoints/step_$(printf %07d "$SNR_STEP") "$model"
   .venv/bin/python -m higen.bundled install "$model"
 fi

@@ -86,3 +86,20 @@ def test_the_finetune_config_continues_the_first_run_with_the_same_model_data_an
     assert tune.cues.image_probability > first.cues.image_probability and tune.optim.lr < first.optim.lr
     assert tune.optim.decay_steps > tune.train.max_steps  # the shipped run was stopped before its schedule ended
     assert tune.train.seed == first.train.seed
+
+
+def test_the_min_snr_stage_continues_the_finetune_and_the_script_installs_it():
+    """configs/bundled/higen_snr.yaml continues the fine-tune's exported model with Min-SNR weights, and
+    scripts/train_bundled.sh exports the fine-tune where that config looks for it and installs the stage's model."""
+    root = Path(__file__).resolve().parents[1]
+    tune = load_config(root / "configs/bundled/higen_finetune.yaml")
+    snr = load_config(root / "configs/bundled/higen_snr.yaml")
+    assert snr.model.init == "folder" and Path(snr.model.path) == Path(tune.train.output_dir) / f"model_{tune.train.max_steps}"
+    assert snr.loss.snr_gamma > 0 and tune.loss.snr_gamma == 0
+    assert snr.model.unet == tune.model.unet and snr.data == tune.data and snr.generation == tune.generation
+    assert snr.train.output_dir not in (tune.train.output_dir,)
+    assert snr.train.max_steps % snr.checkpoint.every == 0  # the installed step is a checkpoint
+    script = (root / "scripts/train_bundled.sh").read_text()
+    assert f"SNR_STEP=${{SNR_STEP:-{snr.train.max_steps}}}" in script
+    assert "--config \"$SNR_CONFIG\" --resume" in script  # a stopped stage continues where it stopped
+    assert "runs/bundled_higen_snr/checkpoints" in script and snr.train.output_dir == "runs/bundled_higen_snr"
