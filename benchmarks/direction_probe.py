@@ -6,43 +6,76 @@ caption's direction word and once with the opposite word. Prints, per t, how man
 clip's true direction, the opposite one, or no motion.
 
     python benchmarks/direction_probe.py                     # the bundled model, t = 300, 500, 700, 900
-    python benchmarks/direction_probe.py runs/bundled_higen_snr/model_1800 800,950,990
+    python benchmarks/direction_probe.py --model runs/bundled_higen_snr/model_1800 --t 800 950 990
 """
-import json, sys, numpy as np, torch
-from higen.pipeline.pipeline import HiGenPipeline
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
 from higen.cues import Cues
 from higen.diffusion.schedule import NoiseSchedule, q_sample
+from higen.pipeline.pipeline import HiGenPipeline
 from higen.world.dataset import world_clip
-from higen.world.render import render
 from higen.world.judge import measure
-OPP = {"left": "right", "right": "left", "up": "down", "down": "up"}
-torch.set_grad_enabled(False)
-pipe = HiGenPipeline.from_pretrained(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "-" else None)
-specs = []
-i = 0
-while len(specs) < 24:
-    s, _ = world_clip(0, i, "heldout"); i += 1
-    if s.direction in OPP and getattr(s, "change", None) in (None, "none"):
-        specs.append(s)
-def prompt(s, d): return f"a {s.colour} {s.shape} moving {d} on a {s.background} background"
-video = np.stack([render(s, 16, 64, 64) for s in specs])
-x = torch.tensor(video).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-z = pipe.autoencoder.encode(x, sample=False)
-cues = Cues.from_clip(z)
-alphas = NoiseSchedule().alphas_cumprod().float()
-noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
-def dirs(lat): return [measure(v).direction for v in pipe.decode(lat)]
-true = [s.direction for s in specs]
-print(json.dumps({"clean": sum(a == b for a, b in zip(dirs(z), true))}), flush=True)
-texts = {"true word": pipe.encode_prompts([prompt(s, s.direction) for s in specs]),
-         "opposite word": pipe.encode_prompts([prompt(s, OPP[s.direction]) for s in specs])}
-for level in [int(a) for a in (sys.argv[2].split(",") if len(sys.argv) > 2 else "300,500,700,900".split(","))]:
-    t = torch.full((len(specs),), level)
-    x_t = q_sample(alphas, z, t, noise)
-    row = {"t": level}
-    for name, text in texts.items():
-        v = pipe.unet(x_t, t, text, **cues.unet_kwargs())
-        d = dirs(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)
-        row[name] = {"shows true dir": sum(a == b for a, b in zip(d, true)), "shows opposite": sum(a == OPP[b] for a, b in zip(d, true)),
-                     "still/none": sum(a not in OPP for a in d)}
-    print(json.dumps(row), flush=True)
+from higen.world.render import render
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+def moving_clips(n: int) -> list:
+    """The first ``n`` held-out clips that move and do not change appearance."""
+    specs, index = [], 0
+    while len(specs) < n:
+        spec, _ = world_clip(0, index, "heldout")
+        index += 1
+        if spec.direction in OPPOSITE and spec.change == "none":
+            specs.append(spec)
+    return specs
+
+
+def prompt(spec, direction: str) -> str:
+    return f"a {spec.colour} {spec.shape} moving {direction} on a {spec.background} background"
+
+
+@torch.no_grad()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    p.add_argument("--t", type=int, nargs="+", default=[300, 500, 700, 900], help="noise levels")
+    p.add_argument("--n", type=int, default=24, help="clips")
+    args = p.parse_args()
+
+    pipe = HiGenPipeline.from_pretrained(args.model)
+    specs = moving_clips(args.n)
+    true = [s.direction for s in specs]
+    video = torch.tensor(np.stack([render(s, 16, 64, 64) for s in specs])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    z = pipe.autoencoder.encode(video, sample=False)
+    cues = Cues.from_clip(z)
+    alphas = NoiseSchedule().alphas_cumprod().float()
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+
+    def directions(latents):
+        return [measure(v).direction for v in pipe.decode(latents)]
+
+    print(json.dumps({"clean": sum(a == b for a, b in zip(directions(z), true))}), flush=True)
+    texts = {"true word": pipe.encode_prompts([prompt(s, s.direction) for s in specs]),
+             "opposite word": pipe.encode_prompts([prompt(s, OPPOSITE[s.direction]) for s in specs])}
+    for level in args.t:
+        t = torch.full((len(specs),), level)
+        x_t = q_sample(alphas, z, t, noise)
+        row = {"t": level}
+        for name, text in texts.items():
+            v = pipe.unet(x_t, t, text, **cues.unet_kwargs())
+            shown = directions(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)  # x0 from v
+            row[name] = {"shows true dir": sum(a == b for a, b in zip(shown, true)),
+                         "shows opposite": sum(a == OPPOSITE[b] for a, b in zip(shown, true)),
+                         "still/none": sum(a not in OPPOSITE for a in shown)}
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

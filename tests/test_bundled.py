@@ -97,7 +97,7 @@ def test_the_min_snr_stage_continues_the_finetune_and_the_script_installs_it():
     assert snr.model.init == "folder" and Path(snr.model.path) == Path(tune.train.output_dir) / f"model_{tune.train.max_steps}"
     assert snr.loss.snr_gamma > 0 and tune.loss.snr_gamma == 0
     assert snr.model.unet == tune.model.unet and snr.data == tune.data and snr.generation == tune.generation
-    assert snr.train.output_dir not in (tune.train.output_dir,)
+    assert snr.train.output_dir != tune.train.output_dir
     assert snr.train.max_steps % snr.checkpoint.every == 0  # the installed step is a checkpoint
     script = (root / "scripts/train_bundled.sh").read_text()
     assert f"SNR_STEP=${{SNR_STEP:-{snr.train.max_steps}}}" in script
