@@ -43,7 +43,8 @@ from higen.world.judge import measure
 from higen.world.render import render
 from higen.world.spec import DIRECTIONS
 
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+from direction_probe import OPPOSITE, moving_clips, prompt  # benchmarks/ is the script's folder
+
 NULL = len(DIRECTIONS)  # the oracle's label for a dropped caption
 
 
@@ -95,20 +96,6 @@ def load_clips(folder: Path, shards: int) -> dict:
         labels += [DIRECTIONS.index(world_clip(0, i, "train")[0].direction) for i in indices]
     return {"latents": torch.cat(latents), "text": torch.cat(text), "motion": torch.cat(motion),
             "appearance": torch.cat(appearance), "labels": torch.tensor(labels)}
-
-
-def moving_clips(n: int) -> list:
-    specs, index = [], 0
-    while len(specs) < n:
-        spec, _ = world_clip(0, index, "heldout")
-        index += 1
-        if spec.direction in OPPOSITE and spec.change == "none":
-            specs.append(spec)
-    return specs
-
-
-def prompt(spec, direction: str) -> str:
-    return f"a {spec.colour} {spec.shape} moving {direction} on a {spec.background} background"
 
 
 class Probe:
