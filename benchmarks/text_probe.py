@@ -2,7 +2,7 @@
 
 Captions of world clips (train split to fit, held-out split to score) are encoded by the model's text encoder;
 a logistic-regression probe per attribute (direction, shape, colour) is fitted on each of
-    tokens_mean     the mean of the encoder's token states (what ``UNetConfig.text_embedding`` reads)
+    tokens_mean     the mean of the encoder's token states (what ``direction_ladder.py --input pooled`` reads)
     tokens          all token states, flattened
     context         the UNet's resampler output, flattened (what its cross-attention reads)
 and its held-out accuracy printed (chance: 1/5 for direction, 1/6 for shape and colour). A word the context

@@ -106,28 +106,6 @@ def test_min_snr_weighted_loss_is_the_clean_image_loss_weighted_by_min_snr_gamma
         load_config(None, ["loss.snr_gamma=-1"])
 
 
-def test_video_steps_can_keep_the_plain_loss_while_image_steps_use_min_snr(tmp_path, monkeypatch):
-    import higen.training.trainer as trainer_module
-
-    used = []
-
-    class Recording(VPredictionLoss):
-        def __call__(self, model, x0, *args, **kwargs):
-            used.append((x0.shape[2] == 1, self.snr_gamma))
-            return super().__call__(model, x0, *args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "VPredictionLoss", Recording)
-    common = ("train.max_steps=6", "cues.image_probability=0.5", "loss.snr_gamma=5", "checkpoint.export_model=false")
-    run(tmp_path / "a", *common, "loss.video_snr_gamma=0")
-    assert {image for image, _ in used} == {True, False}
-    assert all(gamma == (5.0 if image else 0.0) for image, gamma in used)
-    used.clear()
-    run(tmp_path / "b", *common)  # unset: video steps follow snr_gamma
-    assert {gamma for _, gamma in used} == {5.0}
-    with pytest.raises(ValueError, match="loss.video_snr_gamma"):
-        load_config(None, ["loss.video_snr_gamma=-1"])
-
-
 def test_noise_and_timesteps_follow_their_keys():
     gens = sample_generators(7, 3, [11], "noise")
     noise = draw_noise(gens, (4, 2, 5, 5), 0.1)
@@ -158,32 +136,6 @@ def test_timestep_range_draws_only_inside_it(tmp_path, monkeypatch):
     assert len(drawn) == 3 and all(990 <= int(x) <= 999 for t in drawn for x in t)
     with pytest.raises(ValueError, match="past the schedule"):
         run(tmp_path / "run2", "train.max_steps=1", "loss.timesteps=[0,1001]")
-
-
-def test_a_share_of_video_timesteps_is_drawn_from_the_noisy_end(tmp_path, monkeypatch):
-    gens = lambda: sample_generators(0, 0, list(range(4000)), "timestep")  # noqa: E731
-    t = draw_timesteps(gens(), 1000, 0, (0.5, 850))
-    # Half from U{850..999}, half from U{0..999}: P(t >= 850) = 0.5 + 0.5 * 0.15 = 0.575 (sd 0.0078 at n = 4000).
-    assert abs((t >= 850).float().mean().item() - 0.575) < 0.04
-    assert t.min() >= 0 and t.max() <= 999
-    assert torch.equal(draw_timesteps(gens(), 1000, 0, (0.0, 850)).ge(850).float().mean() < 0.2, torch.tensor(True))
-    assert torch.equal(draw_timesteps(gens(), 1000, 0, (1.0, 850)).min() >= 850, torch.tensor(True))
-    with pytest.raises(ValueError, match="high-noise range"):
-        draw_timesteps(gens(), 1000, 600, (0.5, 500))
-    for bad in ("loss.video_high_noise_fraction=1.5", "loss.video_high_noise_fraction=0.5 loss.video_high_noise_from=1000"):
-        with pytest.raises(ValueError, match="loss.video_high_noise"):
-            tiny_config(tmp_path / "run", *bad.split())
-    # The trainer passes the share on video steps only.
-    import higen.training.trainer as trainer_module
-
-    drawn = []
-    monkeypatch.setattr(trainer_module, "draw_timesteps", lambda *a: drawn.append(a[3]) or draw_timesteps(*a))
-    settings = ("train.max_steps=6", "cues.image_probability=0.5", "loss.video_high_noise_fraction=1.0",
-                "loss.video_high_noise_from=990", "checkpoint.export_model=false")
-    run(tmp_path / "run", *settings)
-    seed = tiny_config(tmp_path / "run", *settings).train.seed
-    kinds = [step_kind(seed, step, 0.5) for step in range(1, 7)]
-    assert drawn == [(1.0, 990) if kind == "video" else None for kind in kinds] and set(kinds) == {"video", "image"}
 
 
 def test_per_sample_randomness_is_independent_of_the_batch():
@@ -458,30 +410,6 @@ def test_folder_init_trains_fp32_weights_from_an_fp16_folder(tmp_path):
     unet = build_unet(tiny_config(tmp_path / "run", "model.init=folder", f"model.path={model}"))
     assert {p.dtype for p in unet.parameters()} == {torch.float32}
     assert all(torch.equal(unet.state_dict()[k], v.float()) for k, v in half.items())
-
-
-def test_add_text_embedding_widens_a_folder_without_changing_its_outputs_and_resumes(tmp_path):
-    from support import save_tiny_model
-    from higen.models.unet import HiGenUNet
-    from higen.training.components import build_unet
-
-    model = save_tiny_model(tmp_path / "tiny")
-    settings = ("model.init=folder", f"model.path={model}", "model.add_text_embedding=true")
-    unet = build_unet(tiny_config(tmp_path / "run", *settings)).eval()
-    before = HiGenUNet.from_pretrained(model / "unet", dtype=torch.float32)
-    assert unet.config.text_embedding and not before.config.text_embedding
-    assert sorted(set(unet.state_dict()) - set(before.state_dict())) == [f"text_embed.{i}.{p}" for i in (0, 2) for p in ("bias", "weight")]
-    c = unet.config
-    args = dict(x=torch.randn(2, c.in_channels, 3, 8, 8), timesteps=torch.tensor([10, 900]), text=torch.randn(2, 5, c.text_dim))
-    with torch.no_grad():
-        torch.testing.assert_close(unet(**args), before(**args))
-    # trained, exported with the embedding; a resumed run rebuilds the same widened UNet
-    for steps, more in ((2, ()), (3, ("train.resume=auto",))):  # components from the config: the folder, widened
-        train(tiny_config(tmp_path / "run", *settings, f"train.max_steps={steps}", "checkpoint.every=1", *more), None, synthetic_factory())
-    exported = HiGenUNet.from_pretrained(tmp_path / "run" / "model" / "unet")
-    assert exported.config.text_embedding and exported.text_embed[2].weight.abs().sum() > 0
-    with pytest.raises(ValueError, match="add_text_embedding"):
-        tiny_config(tmp_path / "run2", "model.add_text_embedding=true")
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -85,36 +85,6 @@ def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_norma
         unet_to_vgen_state_dict(model)
 
 
-def test_text_embedding_adds_the_pooled_caption_and_frame_time_to_every_frame_embedding():
-    config = tiny_unet_config(text_embedding=True)
-    torch.manual_seed(0)
-    model = HiGenUNet(config).eval()
-    text = torch.randn(2, 5, config.text_dim)
-    assert torch.equal(model.text_embedding(text, 4), torch.zeros(8, config.embed_dim))  # a no-op at initialisation
-    randomize(model)
-    with torch.no_grad():
-        emb = model.text_embedding(text, 4).reshape(2, 4, -1)
-        # a distinct vector per frame and per caption
-        assert len({tuple(v.tolist()) for v in emb.reshape(8, -1)}) == 8
-        # the pooled text is the mean of the non-padding (non-zero) tokens: zero padding changes nothing
-        padded = torch.cat([text, torch.zeros(2, 3, config.text_dim)], dim=1)
-        torch.testing.assert_close(model.text_embedding(padded, 4).reshape(2, 4, -1), emb)
-        # one frame (the spatial stage) gets the middle frame's time
-        assert model.text_embedding(text, 1).shape == (2, config.embed_dim)
-        # it reaches the output, in image mode too; a model without it has no such parameters
-        for f in (1, 3):
-            args = inputs(config, f=f)
-            before = model(**args)
-            for p in model.text_embed.parameters():
-                p.add_(0.5)
-            assert not torch.allclose(model(**args), before)
-            for p in model.text_embed.parameters():
-                p.sub_(0.5)
-    assert not any(k.startswith("text_embed.") for k in HiGenUNet(tiny_unet_config()).state_dict())
-    with pytest.raises(ValueError, match="pooled text"):
-        unet_to_vgen_state_dict(model)
-
-
 @pytest.mark.parametrize("frames", [2, 3, 8, 13])
 def test_any_number_of_frames(frames):
     config = tiny_unet_config(appearance_width=8)

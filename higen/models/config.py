@@ -39,14 +39,6 @@ class UNetConfig:
     # padding and the appearance rows, whose real-video similarities fall off with |i - j| (dossier §3.4). A
     # model trained from scratch on clips of unchanging appearance (all-ones rows) lacks the second.
     frame_position: bool = False
-    # Not in the release: a zero-initialised MLP of the caption's pooled text features (the mean of its
-    # non-padding token states) beside each frame's normalised time (the middle, 500, for one frame: the
-    # spatial prior stands for the middle frame), added to every frame's embedding, so the caption reaches
-    # every ResBlock at every resolution as a frame-dependent vector (SDXL and Imagen add pooled text to the
-    # timestep embedding). The release's text reaches the UNet through the resampler and cross-attention
-    # only, and a small resampler trained from scratch can drop a word no stage reads early in training
-    # (the bundled model's direction of motion, docs/bundled_model.md).
-    text_embedding: bool = False
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:

@@ -56,10 +56,7 @@ class UNetUnit(nn.Module):
 
 
 def frame_times(frames: int, device) -> torch.Tensor:
-    """Each frame's normalised time in the clip, ``1000 i / (F - 1)``, as a timestep-like value; one frame is
-    the middle (500), the frame the spatial prior stands for."""
-    if frames == 1:
-        return torch.full((1,), 500.0, device=device)
+    """Each frame's normalised time in the clip, ``1000 i / (F - 1)`` (``F > 1``), as a timestep-like value."""
     return torch.arange(frames, device=device, dtype=torch.float32) * (1000.0 / (frames - 1))
 
 
@@ -82,7 +79,6 @@ class HiGenUNet(nn.Module):
         self.motion_embed = mlp(base, emb_dim, zero_last=True)
         self.appearance_embed = mlp(c.appearance_width, emb_dim, zero_last=True)
         self.position_embed = mlp(base, emb_dim, zero_last=True) if c.frame_position else None
-        self.text_embed = mlp(c.text_dim + base, emb_dim, zero_last=True) if c.text_embedding else None
         self.text_resampler = TextResampler(c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads)
         # The spatial prior enters once, added after the input conv, identically for every frame.
         self.prior_embed = zero_(nn.Conv2d(c.in_channels, base, 3, padding=1))
@@ -189,17 +185,6 @@ class HiGenUNet(nn.Module):
         emb = self.position_embed(sinusoidal_embedding(frame_times(frames, device), self.config.base_channels).to(self.dtype))  # f e
         return emb.repeat(batch, 1)
 
-    def text_embedding(self, text: torch.Tensor, frames: int) -> torch.Tensor:
-        """Text features ``b L text_dim`` -> ``(b f) e`` (``config.text_embedding``): the mean of the tokens that
-        are not all zero (MiniLM's padding; every token of an encoder that does not zero its padding), beside
-        frame ``i``'s normalised time (:func:`frame_times`), through one MLP."""
-        batch = text.shape[0]
-        valid = (text != 0).any(dim=-1, keepdim=True).to(text.dtype)
-        pooled = (text * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-        position = sinusoidal_embedding(frame_times(frames, text.device), self.config.base_channels).to(text.dtype)
-        features = torch.cat([pooled[:, None].expand(-1, frames, -1), position[None].expand(batch, -1, -1)], dim=-1)
-        return self.text_embed(features).reshape(batch * frames, -1)
-
     def motion_embedding(self, motion: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         """Motion ``b (f-1)`` (per adjacent pair), ``b f``, or ``b``/``b 1`` for one frame -> ``(b f) e``.
 
@@ -266,8 +251,6 @@ class HiGenUNet(nn.Module):
             motion = still.motion if motion is None else motion
             appearance = still.appearance if appearance is None else appearance
         emb = self.frame_embedding(timesteps.to(x.device), b, f, motion, appearance)
-        if self.text_embed is not None:
-            emb = emb + self.text_embedding(text.to(x.device, dtype), f)
         # One context per sample: cross-attention shares it across the sample's frames (Attention.forward).
         context = self.text_resampler(text.to(dtype))
         if spatial_prior is None:

@@ -181,7 +181,5 @@ def unet_to_vgen_state_dict(model: HiGenUNet) -> dict[str, torch.Tensor]:
     """Our weights under the release's key names (loads strictly into ``UNetSD_HiGen``)."""
     if model.config.frame_position:
         raise ValueError("this UNet has a frame-position embedding (config.frame_position), which UNetSD_HiGen lacks")
-    if model.config.text_embedding:
-        raise ValueError("this UNet adds the pooled text to its frame embedding (config.text_embedding), which UNetSD_HiGen lacks")
     to_vgen = vgen_key_map(model)
     return {to_vgen[k]: v for k, v in model.state_dict().items()}

@@ -67,8 +67,6 @@ def expected_unet_config(cfg: TrainConfig) -> UNetConfig:
         config = UNetConfig.load(path)
     if m.dropout is not None:
         config = dataclasses.replace(config, dropout=m.dropout, temporal_dropout=m.dropout)
-    if m.add_text_embedding:
-        config = dataclasses.replace(config, text_embedding=True)
     return config
 
 
@@ -94,22 +92,9 @@ def build_unet(cfg: TrainConfig, load_weights: bool = True) -> HiGenUNet:
         # fp32 master weights whatever the folder stores (the bundled model is fp16): AdamW on fp16 weights
         # loses small updates, and fp16 kernels on a CPU are several times slower. train.precision is autocast.
         unet = HiGenUNet.from_pretrained(Path(m.path) / "unet", dtype=torch.float32)
-    if m.add_text_embedding and not unet.config.text_embedding:
-        unet = with_text_embedding(unet, cfg.train.seed)
     if m.dropout is not None:
         set_dropout(unet, m.dropout)
     return unet
-
-
-def with_text_embedding(unet: HiGenUNet, seed: int) -> HiGenUNet:
-    """The same UNet with a zero-initialised text embedding (``UNetConfig.text_embedding``): the same outputs."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        wider = HiGenUNet(dataclasses.replace(unet.config, text_embedding=True)).to(unet.dtype)
-    missing, unexpected = wider.load_state_dict(unet.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("text_embed.") for k in missing):
-        raise RuntimeError(f"adding the text embedding: unexpected weights {unexpected}, missing {missing}")
-    return wider
 
 
 def set_dropout(unet: HiGenUNet, p: float) -> None:

@@ -37,9 +37,6 @@ class ModelSection:
     tokenizer: str | None = None  # with an OpenCLIP .bin text encoder: CLIP tokenizer folder or bpe_simple_vocab_16e6.txt.gz
     autoencoder: str | None = None  # autoencoder folder or SD 2.1 .ckpt; default: the model folder's autoencoder/
     dropout: float | None = None  # override the UNet's ResBlock/temporal dropout (None: keep the model's)
-    # folder / vgen: give the loaded UNet a text embedding (UNetConfig.text_embedding), zero-initialised, so the
-    # model computes exactly what it did until the embedding is trained. Not in the release.
-    add_text_embedding: bool = False
 
 
 @dataclass
@@ -75,15 +72,6 @@ class LossSection:
     # Min-SNR-gamma per-sample weights (Hang et al., ICCV 2023; higen.training.loss.min_snr_weights), e.g. 5.
     # 0: the release's unweighted loss.
     snr_gamma: float = 0.0
-    # Min-SNR-gamma of the video steps alone (None: snr_gamma). 0 keeps the plain v-loss on video steps, whose
-    # noisiest timesteps (where a clip's motion is decided) Min-SNR weights at a hundredth or less.
-    video_snr_gamma: float | None = None
-    # Not in the release: on video steps, a sample's timestep is drawn from [video_high_noise_from, high) with
-    # probability video_high_noise_fraction (else from [low, high) as above). What only the caption can tell,
-    # such as the direction of motion, is decided at the noisiest steps, where the noisy clip no longer shows
-    # it (docs/bundled_model.md): uniform draws put a tenth of the video steps there. 0: the release's draw.
-    video_high_noise_fraction: float = 0.0
-    video_high_noise_from: int = 850
 
 
 @dataclass
@@ -251,14 +239,8 @@ def _validate(cfg: TrainConfig) -> None:
     low, high = cfg.loss.timesteps
     if not 0 <= low < high:
         raise ValueError(f"config: loss.timesteps must be [low, high) with 0 <= low < high; got {list(cfg.loss.timesteps)}")
-    if not 0.0 <= cfg.loss.video_high_noise_fraction <= 1.0:
-        raise ValueError(f"config: loss.video_high_noise_fraction is a probability in [0, 1]; got {cfg.loss.video_high_noise_fraction}")
-    if cfg.loss.video_high_noise_fraction > 0 and not low <= cfg.loss.video_high_noise_from < high:
-        raise ValueError(f"config: loss.video_high_noise_from must lie in loss.timesteps [{low}, {high}); got {cfg.loss.video_high_noise_from}")
     if cfg.loss.snr_gamma < 0:
         raise ValueError(f"config: loss.snr_gamma must not be negative (0: no Min-SNR weighting); got {cfg.loss.snr_gamma}")
-    if cfg.loss.video_snr_gamma is not None and cfg.loss.video_snr_gamma < 0:
-        raise ValueError(f"config: loss.video_snr_gamma must not be negative (0: no Min-SNR weighting); got {cfg.loss.video_snr_gamma}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.cues.offset_noise < 0:
@@ -273,8 +255,6 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config: optim.lr must be positive; got {cfg.optim.lr}")
     if not 0.0 <= cfg.ema.decay < 1.0:
         raise ValueError(f"config: ema.decay must be in [0, 1); got {cfg.ema.decay}")
-    if cfg.model.add_text_embedding and cfg.model.init == "scratch":
-        raise ValueError("config: model.add_text_embedding widens loaded weights; from scratch set model.unet.text_embedding")
     if cfg.model.init != "scratch" and not cfg.model.path:
         raise ValueError(f"config: model.init={cfg.model.init} needs model.path")
     if cfg.cues.appearance_embedder == "openclip" and not cfg.cues.open_clip:

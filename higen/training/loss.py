@@ -47,25 +47,11 @@ def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma
     return torch.where(snr == 0, torch.ones_like(weight), weight)
 
 
-def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: int = 0,
-                   high_noise: tuple[float, int] | None = None) -> torch.Tensor:
-    """One ``t ~ U{low, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU).
-
-    ``high_noise=(fraction, start)``: with probability ``fraction`` a sample's ``t`` is drawn from
-    ``U{start, ..., num_timesteps - 1}`` instead (one extra draw per generator; None draws exactly as
-    without it, so a run without it keeps its timesteps).
-    """
+def draw_timesteps(generators: list[torch.Generator], num_timesteps: int, low: int = 0) -> torch.Tensor:
+    """One ``t ~ U{low, ..., num_timesteps - 1}`` per generator: int64 ``b`` (on the CPU)."""
     if not 0 <= low < num_timesteps:
         raise ValueError(f"timesteps: need 0 <= low < high; got low {low}, high {num_timesteps}")
-    if high_noise is not None and not low <= high_noise[1] < num_timesteps:
-        raise ValueError(f"timesteps: the high-noise range must start in [{low}, {num_timesteps}); got {high_noise[1]}")
-
-    def first(g: torch.Generator) -> int:
-        if high_noise is None:
-            return low
-        return high_noise[1] if torch.rand((), generator=g) < high_noise[0] else low
-
-    return torch.stack([torch.randint(first(g), num_timesteps, (), generator=g) for g in generators])
+    return torch.stack([torch.randint(low, num_timesteps, (), generator=g) for g in generators])
 
 
 def draw_noise(generators: list[torch.Generator], shape: tuple[int, ...], strength: float) -> torch.Tensor:

@@ -149,14 +149,10 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     lr_schedule = make_lr_schedule(optimizer, cfg.optim, t_cfg.max_steps)
     scaler = torch.amp.GradScaler("cuda") if t_cfg.precision == "fp16" else None
     ema = EMA(trainable, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
-    video_gamma = cfg.loss.snr_gamma if cfg.loss.video_snr_gamma is None else cfg.loss.video_snr_gamma
-    loss_fns = {"image": VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma),
-                "video": VPredictionLoss(components.schedule, cfg.loss.foreground_weight, video_gamma)}
-    loss_fn = loss_fns["video"]
+    loss_fn = VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma)
     t_low, t_high = cfg.loss.timesteps
     if t_high > loss_fn.num_timesteps:
         raise ValueError(f"config: loss.timesteps {list(cfg.loss.timesteps)} goes past the schedule's {loss_fn.num_timesteps} steps")
-    high_noise = (cfg.loss.video_high_noise_fraction, cfg.loss.video_high_noise_from) if cfg.loss.video_high_noise_fraction > 0 else None
     conditioner = Conditioner(
         components.text_encoder, components.autoencoder, components.embedder, seed=t_cfg.seed,
         caption_dropout=cfg.cues.caption_dropout, appearance_scale=resolve_appearance_scale(cfg.cues), device=device,
@@ -200,12 +196,11 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
         for micro in range(t_cfg.grad_accum):
             batch = data.next_batch(kind)
             inputs = conditioner(batch, step)
-            t = draw_timesteps(sample_generators(t_cfg.seed, step, inputs.indices, "timestep"), t_high, t_low,
-                             high_noise if kind == "video" else None)
+            t = draw_timesteps(sample_generators(t_cfg.seed, step, inputs.indices, "timestep"), t_high, t_low)
             noise = draw_noise(sample_generators(t_cfg.seed, step, inputs.indices, "noise"), tuple(inputs.latents.shape[1:]), cfg.cues.offset_noise)
             with no_gradient_sync(model, micro < t_cfg.grad_accum - 1):
                 with _autocast(t_cfg.precision, device):
-                    loss = loss_fns[kind](model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean() / t_cfg.grad_accum
+                    loss = loss_fn(model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean() / t_cfg.grad_accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
             step_loss += loss.detach()
         if scaler is not None:
