@@ -10,7 +10,9 @@ replaced by one of three context paths, and its samples are judged every few hun
 If the oracle learns shape and the text paths do not, the text path is at fault; if the oracle does not
 either, the network, loss or noise schedule is. ``x0`` asks at which noise level the shape is decided and
 whether the shape token steers it: one-step clean predictions from noised true frames, judged, with the
-true shape token and with a wrong one. Results: docs/bundled_model.md ("Why shape is not learned").
+true shape token and with a wrong one. ``words`` asks the same of a trained model folder through its text
+path: held-out middle frames, with the true caption and with the caption's shape word swapped. Results:
+docs/bundled_model.md ("Why shape and direction are not learned").
 
     python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
     python benchmarks/oracle_ladder.py train runs/ladder/oracle --cache runs/ladder/images --context oracle
@@ -18,7 +20,11 @@ true shape token and with a wrong one. Results: docs/bundled_model.md ("Why shap
         model.unet.attention_levels=[0,1,2]
     python benchmarks/oracle_ladder.py train runs/ladder/oracle_emb --cache runs/ladder/images --context oracle --label-embedding
     python benchmarks/oracle_ladder.py train runs/ladder/oracle_mid --cache runs/ladder/images --context oracle --timesteps 300 800 --steps 1000
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle_init --cache runs/ladder/images --context oracle \
+        --init higen/assets/bundled_model --snr-gamma 5 --lr 3e-4       # a trained UNet, a fresh oracle context
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
+    python benchmarks/oracle_ladder.py words                                             # the bundled model
+    python benchmarks/oracle_ladder.py words runs/bundled_higen_shape/model_2400         # any model folder
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
 background of 48 held-out prompts every ``--eval-every`` steps), its EMA weights and ``state.pt``, from which
@@ -29,6 +35,7 @@ project's 2-core machine (two runs side by side).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import time
@@ -49,7 +56,8 @@ from higen.models.unet import HiGenUNet
 from higen.world.dataset import world_clip
 from higen.world.judge import measure
 from higen.world.render import render
-from higen.world.spec import BACKGROUNDS, COLOURS, SHAPES
+from higen.world.captions import make_caption
+from higen.world.spec import BACKGROUNDS, COLOURS, SHAPES, SPLITS, sample_spec
 
 VOCAB = (SHAPES, tuple(COLOURS), tuple(BACKGROUNDS))
 NULL = torch.tensor([len(v) for v in VOCAB])  # the index each attribute uses for a dropped caption
@@ -162,9 +170,23 @@ def judge_priors(unet: nn.Module, context: str, pipe: HiGenPipeline, n: int = 48
             "background": sum(m.background == s.background for m, s in zip(found, specs)), "n": n}
 
 
+def start_from(unet: nn.Module, folder: Path, context: str) -> None:
+    """Load a trained model folder's UNet into ``unet``; an oracle or direct context keeps its own fresh one."""
+    trained = HiGenPipeline.from_pretrained(folder).unet.state_dict()
+    if context != "resampler":
+        trained = {k: v for k, v in trained.items() if not k.startswith("text_resampler.")}
+    missing, unexpected = unet.load_state_dict(trained, strict=False)
+    if unexpected or any(not k.startswith("text_resampler.") for k in missing):
+        raise SystemExit(f"{folder} does not fit this UNet: missing {missing[:4]}, unexpected {unexpected[:4]}")
+
+
 def train(out: Path, args) -> None:
     data = torch.load(Path(args.cache) / "cache.pt")
     unet = build(args.context, args.overrides, args.label_embedding).train()
+    if args.init and args.label_embedding:
+        raise SystemExit("--init and --label-embedding do not combine")
+    if args.init:
+        start_from(unet, args.init, args.context)
     ema = build(args.context, args.overrides, args.label_embedding).eval()  # not a deepcopy: LabelEmbedding binds its UNet
     ema.load_state_dict(unet.state_dict())
     pipe = HiGenPipeline.from_pretrained()
@@ -183,6 +205,7 @@ def train(out: Path, args) -> None:
         print(f"resuming after step {state['step']}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({"context": args.context, "overrides": args.overrides, "label_embedding": args.label_embedding,
+                                              "init": str(args.init) if args.init else None,
                                               "snr_gamma": args.snr_gamma, "timesteps": list(args.timesteps)}))
     log, start = open(out / "log.jsonl", "a"), time.time()
     for step in range(first, args.steps + 1):
@@ -253,6 +276,47 @@ def x0_probe(run: Path, cache: Path, n: int = 48) -> None:
         print(json.dumps(row), flush=True)
 
 
+def swapped_shape_captions(n: int) -> tuple[list, list[str], list[str], list[str]]:
+    """The first ``n`` held-out clips: specs, captions, and the same captions (same wording draws) naming
+    another shape, with that shape."""
+    specs, true, swapped, other = [], [], [], []
+    for i in range(n):
+        rng = np.random.default_rng([0, SPLITS.index("heldout"), i])  # world_clip's generator, reused for both captions
+        spec = sample_spec(rng, "heldout")
+        twin = copy.deepcopy(rng)
+        shape = SHAPES[(SHAPES.index(spec.shape) + 1 + i % 5) % len(SHAPES)]  # every other shape, in turn
+        specs.append(spec), true.append(make_caption(spec, rng)), other.append(shape)
+        swapped.append(make_caption(dataclasses.replace(spec, shape=shape), twin))
+    return specs, true, swapped, other
+
+
+@torch.no_grad()
+def word_probe(model: Path | None, n: int = 96) -> None:
+    """``x0`` for a model folder: does the caption's shape word steer one-step clean predictions?"""
+    pipe = HiGenPipeline.from_pretrained(model)
+    specs, true, swapped, other = swapped_shape_captions(n)
+    frames = torch.from_numpy(np.stack([render(s, 1, 64, 64, start=0.5)[0] for s in specs]))
+    pixels = frames.permute(0, 3, 1, 2).float().div(127.5).sub(1)[:, :, None]
+    x0 = torch.cat([pipe.autoencoder.encode(pixels[i : i + 32]) for i in range(0, n, 32)])
+    alphas = NoiseSchedule().alphas_cumprod().float()
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+
+    def shapes(latents):
+        return [measure(np.repeat(f, 4, axis=0)).shape for f in pipe.decode(latents)]
+
+    print(json.dumps({"clean latents": sum(d == s.shape for d, s in zip(shapes(x0), specs)), "n": n}))
+    for level in (100, 300, 500, 700, 900):
+        t = torch.full((n,), level)
+        x_t = q_sample(alphas, x0, t, noise)
+        row = {"t": level}
+        for name, captions, asked in (("true word", true, [s.shape for s in specs]), ("swapped word", swapped, other)):
+            v = pipe.unet(x_t, t, text=pipe.encode_prompts(captions), **Cues.spatial_stage(n).unet_kwargs())
+            drawn = shapes(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)
+            row[name] = {"true shape": sum(d == s.shape for d, s in zip(drawn, specs)),
+                         "word's shape": sum(d == a for d, a in zip(drawn, asked))}
+        print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,16 +336,22 @@ def main() -> None:
     t.add_argument("--label-embedding", action="store_true", help="oracle only: the labels also reach every ResBlock")
     t.add_argument("--timesteps", type=int, nargs=2, default=(0, 1000), metavar=("LOW", "HIGH"),
                    help="train on t in [LOW, HIGH) only (a probe of the x0 window; such a model cannot sample)")
+    t.add_argument("--init", type=Path, help="start from this model folder's UNet (a fresh oracle or direct context)")
     t.add_argument("--snr-gamma", type=float, default=0.0, help="Min-SNR-gamma loss weights (0: off, the bundled recipe)")
     t.add_argument("overrides", nargs="*", help="config overrides of configs/bundled/higen.yaml, e.g. model.unet.attention_levels=[0,1,2]")
     x = sub.add_parser("x0")
     x.add_argument("run", type=Path)
     x.add_argument("--cache", type=Path, required=True)
+    w = sub.add_parser("words")
+    w.add_argument("model", type=Path, nargs="?", help="a model folder (default: the bundled model)")
+    w.add_argument("--n", type=int, default=96)
     args = parser.parse_args()
     if args.command == "cache":
         make_cache(args.out, args.n, args.size_scale)
     elif args.command == "train":
         train(args.out, args)
+    elif args.command == "words":
+        word_probe(args.model, args.n)
     else:
         x0_probe(args.run, args.cache)
 
