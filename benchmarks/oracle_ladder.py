@@ -24,7 +24,7 @@ docs/bundled_model.md ("Why shape and direction are not learned").
         --init higen/assets/bundled_model --snr-gamma 5 --lr 3e-4       # a trained UNet, a fresh oracle context
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
-    python benchmarks/oracle_ladder.py words runs/bundled_higen_shape/model_2400         # any model folder
+    python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
 background of 48 held-out prompts every ``--eval-every`` steps), its EMA weights and ``state.pt``, from which

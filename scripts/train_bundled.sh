@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Train the bundled model from nothing, on a CPU (docs/bundled_model.md): the autoencoder, the latent caches,
 # HiGen itself, the plain text-to-video ablation of the same size (compared at equal steps), HiGen's image-heavy
-# fine-tune, its Min-SNR continuation, the image-heavy Min-SNR shape stage, then install that model into the
-# package (higen/assets/bundled_model, in fp16).
+# fine-tune, its Min-SNR continuation, then install that model into the package (higen/assets/bundled_model, in fp16).
 #   bash scripts/train_bundled.sh               # everything
-#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | ablation | finetune | snr | shape | install
+#   STAGE=higen bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | higen | ablation | finetune | snr | install
 #   AUTOENCODER=shipped bash scripts/train_bundled.sh   # reuse the shipped model's autoencoder instead of training
 #                                                       # one (what the current bundled model did: docs/bundled_model.md)
 set -euo pipefail
@@ -15,12 +14,10 @@ FINETUNE_CONFIG=configs/bundled/higen_finetune.yaml
 SHIPPED_STEP=4000   # the HiGen run (configured for 4,500 steps) was stopped after this checkpoint for time
 FINETUNE_STEP=1600  # the fine-tune's last step (its config's train.max_steps)
 SNR_CONFIG=configs/bundled/higen_snr.yaml
-SNR_STEP=1800       # the Min-SNR stage's last step (its config's train.max_steps)
-SHAPE_CONFIG=configs/bundled/higen_shape.yaml
-SHAPE_STEP=${SHAPE_STEP:-2400}   # the shape stage's shipped checkpoint
+SNR_STEP=${SNR_STEP:-1800}   # the Min-SNR stage's shipped checkpoint
 ABLATION_STEPS=${ABLATION_STEPS:-$SHIPPED_STEP}   # the plain twin is compared with HiGen at this step
 STAGE=${STAGE:-autoencoder}
-stages=(autoencoder cache higen ablation finetune snr shape install)
+stages=(autoencoder cache higen ablation finetune snr install)
 run_from=0
 for i in "${!stages[@]}"; do [ "${stages[$i]}" = "$STAGE" ] && run_from=$i; done
 
@@ -66,13 +63,8 @@ if [ "$run_from" -le 5 ]; then
   OMP_NUM_THREADS=2 "$HIGEN" train --config "$SNR_CONFIG" --resume >> runs/bundled_higen_snr.log 2>&1
 fi
 if [ "$run_from" -le 6 ]; then
-  # Four image steps in five, still Min-SNR-5, from the Min-SNR stage's model (its config's model.path).
-  "$HIGEN" train-export runs/bundled_higen_snr/checkpoints/step_$(printf %07d "$SNR_STEP") runs/bundled_higen_snr/model_$SNR_STEP
-  OMP_NUM_THREADS=2 "$HIGEN" train --config "$SHAPE_CONFIG" --resume >> runs/bundled_higen_shape.log 2>&1
-fi
-if [ "$run_from" -le 7 ]; then
-  # The shipped weights: the shape stage's EMA; the exported folder carries the generation defaults of its config.
-  model=runs/bundled_higen_shape/model_$SHAPE_STEP
-  "$HIGEN" train-export runs/bundled_higen_shape/checkpoints/step_$(printf %07d "$SHAPE_STEP") "$model"
+  # The shipped weights: the Min-SNR stage's EMA; the exported folder carries the generation defaults of its config.
+  model=runs/bundled_higen_snr/model_$SNR_STEP
+  "$HIGEN" train-export runs/bundled_higen_snr/checkpoints/step_$(printf %07d "$SNR_STEP") "$model"
   .venv/bin/python -m higen.bundled install "$model"
 fi

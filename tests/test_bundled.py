@@ -88,26 +88,18 @@ def test_the_finetune_config_continues_the_first_run_with_the_same_model_data_an
     assert tune.train.seed == first.train.seed
 
 
-def test_the_min_snr_and_shape_stages_continue_each_other_and_the_script_installs_the_last():
-    """configs/bundled/higen_snr.yaml continues the fine-tune's exported model with Min-SNR weights,
-    configs/bundled/higen_shape.yaml continues that one, and scripts/train_bundled.sh exports each stage where
-    the next looks for it and installs the shape stage's model (docs/bundled_model.md)."""
+def test_the_min_snr_stage_continues_the_finetune_and_the_script_installs_it():
+    """configs/bundled/higen_snr.yaml continues the fine-tune's exported model with Min-SNR weights, and
+    scripts/train_bundled.sh exports the fine-tune where that config looks for it and installs the stage's model."""
     root = Path(__file__).resolve().parents[1]
     tune = load_config(root / "configs/bundled/higen_finetune.yaml")
     snr = load_config(root / "configs/bundled/higen_snr.yaml")
-    shape = load_config(root / "configs/bundled/higen_shape.yaml")
+    assert snr.model.init == "folder" and Path(snr.model.path) == Path(tune.train.output_dir) / f"model_{tune.train.max_steps}"
+    assert snr.loss.snr_gamma > 0 and tune.loss.snr_gamma == 0
+    assert snr.model.unet == tune.model.unet and snr.data == tune.data and snr.generation == tune.generation
+    assert snr.train.output_dir != tune.train.output_dir
+    assert snr.train.max_steps % snr.checkpoint.every == 0  # the installed step is a checkpoint
     script = (root / "scripts/train_bundled.sh").read_text()
-    for before, stage in ((tune, snr), (snr, shape)):
-        assert stage.model.init == "folder"
-        assert Path(stage.model.path) == Path(before.train.output_dir) / f"model_{before.train.max_steps}"
-        assert stage.model.unet == before.model.unet and stage.data == before.data and stage.generation == before.generation
-        assert stage.train.output_dir != before.train.output_dir  # the earlier stage's checkpoints stay
-        assert stage.train.max_steps % stage.checkpoint.every == 0  # the exported step is a checkpoint
-        assert f"{stage.train.output_dir}/checkpoints" in script
-    assert snr.loss.snr_gamma > 0 and tune.loss.snr_gamma == 0 and shape.loss.snr_gamma == snr.loss.snr_gamma
-    assert shape.cues.image_probability > snr.cues.image_probability
-    assert f"SNR_STEP={snr.train.max_steps}" in script
-    assert f"SHAPE_STEP=${{SHAPE_STEP:-{shape.train.max_steps}}}" in script
-    for name in ("SNR_CONFIG", "SHAPE_CONFIG"):
-        assert f'--config "${name}" --resume' in script  # a stopped stage continues where it stopped
-    assert 'model=runs/bundled_higen_shape/model_$SHAPE_STEP' in script and 'install "$model"' in script
+    assert f"SNR_STEP=${{SNR_STEP:-{snr.train.max_steps}}}" in script
+    assert "--config \"$SNR_CONFIG\" --resume" in script  # a stopped stage continues where it stopped
+    assert "runs/bundled_higen_snr/checkpoints" in script and snr.train.output_dir == "runs/bundled_higen_snr"
