@@ -11,8 +11,9 @@ If the oracle learns shape and the text paths do not, the text path is at fault;
 either, the network, loss or noise schedule is. ``x0`` asks at which noise level the shape is decided and
 whether the shape token steers it: one-step clean predictions from noised true frames, judged, with the
 true shape token and with a wrong one. ``words`` asks the same of a trained model folder through its text
-path: held-out middle frames, with the true caption and with the caption's shape word swapped. Results:
-docs/bundled_model.md ("Why shape and direction are not learned").
+path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
+asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur. Results:
+docs/bundled_model.md ("Why shape is not learned").
 
     python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
     python benchmarks/oracle_ladder.py train runs/ladder/oracle --cache runs/ladder/images --context oracle
@@ -20,11 +21,15 @@ docs/bundled_model.md ("Why shape and direction are not learned").
         model.unet.attention_levels=[0,1,2]
     python benchmarks/oracle_ladder.py train runs/ladder/oracle_emb --cache runs/ladder/images --context oracle --label-embedding
     python benchmarks/oracle_ladder.py train runs/ladder/oracle_mid --cache runs/ladder/images --context oracle --timesteps 300 800 --steps 1000
-    python benchmarks/oracle_ladder.py train runs/ladder/oracle_init --cache runs/ladder/images --context oracle \
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle_init --cache runs/ladder/images --context oracle \\
         --init higen/assets/bundled_model --snr-gamma 5 --lr 3e-4       # a trained UNet, a fresh oracle context
+    python benchmarks/oracle_ladder.py cache runs/ladder/images_x15 --size-scale 1.5      # objects 1.5x larger
+    python benchmarks/oracle_ladder.py train runs/ladder/direct_snr --cache runs/ladder/images --context direct \\
+        --snr-gamma 5 --lr 3e-4 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
     python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
+    python benchmarks/oracle_ladder.py detail runs/ladder/images
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
 background of 48 held-out prompts every ``--eval-every`` steps), its EMA weights and ``state.pt``, from which
@@ -244,6 +249,16 @@ def train(out: Path, args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- x0
+def judged_shapes(pipe: HiGenPipeline, latents: torch.Tensor) -> list[str]:
+    """The judge's shape of each decoded frame (it reads clips: four copies of the frame)."""
+    return [measure(np.repeat(f, 4, axis=0)).shape for f in pipe.decode(latents)]
+
+
+def one_step_x0(alphas: torch.Tensor, x_t: torch.Tensor, level: int, v: torch.Tensor) -> torch.Tensor:
+    """The clean latents a v-prediction ``v`` at noise level ``level`` implies."""
+    return alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v
+
+
 @torch.no_grad()
 def x0_probe(run: Path, cache: Path, n: int = 48) -> None:
     """One-step clean predictions of noised true frames at five noise levels, judged, with the true shape
@@ -259,18 +274,14 @@ def x0_probe(run: Path, cache: Path, n: int = 48) -> None:
     wrong[:, 0] = (true[:, 0] + 1 + torch.arange(n) % 5) % len(SHAPES)  # every other shape, in turn
     alphas = NoiseSchedule().alphas_cumprod().float()
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-
-    def shapes(latents):
-        return [measure(np.repeat(f, 4, axis=0)).shape for f in pipe.decode(latents)]
-
-    print(json.dumps({"clean latents": sum(s == SHAPES[i] for s, i in zip(shapes(x0), true[:, 0].tolist()))}))
+    print(json.dumps({"clean latents": sum(s == SHAPES[i] for s, i in zip(judged_shapes(pipe, x0), true[:, 0].tolist()))}))
     for level in (100, 300, 500, 700, 900):
         t = torch.full((n,), level)
         x_t = q_sample(alphas, x0, t, noise)
         row = {"t": level}
         for name, token in (("true token", true), ("wrong token", wrong)):
             v = unet(x_t, t, token.float())
-            drawn = shapes(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)  # x0 from v
+            drawn = judged_shapes(pipe, one_step_x0(alphas, x_t, level, v))
             row[name] = {"true shape": sum(d == SHAPES[i] for d, i in zip(drawn, true[:, 0].tolist())),
                          "token's shape": sum(d == SHAPES[i] for d, i in zip(drawn, token[:, 0].tolist()))}
         print(json.dumps(row), flush=True)
@@ -300,21 +311,33 @@ def word_probe(model: Path | None, n: int = 96) -> None:
     x0 = torch.cat([pipe.autoencoder.encode(pixels[i : i + 32]) for i in range(0, n, 32)])
     alphas = NoiseSchedule().alphas_cumprod().float()
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-
-    def shapes(latents):
-        return [measure(np.repeat(f, 4, axis=0)).shape for f in pipe.decode(latents)]
-
-    print(json.dumps({"clean latents": sum(d == s.shape for d, s in zip(shapes(x0), specs)), "n": n}))
+    print(json.dumps({"clean latents": sum(d == s.shape for d, s in zip(judged_shapes(pipe, x0), specs)), "n": n}))
     for level in (100, 300, 500, 700, 900):
         t = torch.full((n,), level)
         x_t = q_sample(alphas, x0, t, noise)
         row = {"t": level}
         for name, captions, asked in (("true word", true, [s.shape for s in specs]), ("swapped word", swapped, other)):
             v = pipe.unet(x_t, t, text=pipe.encode_prompts(captions), **Cues.spatial_stage(n).unet_kwargs())
-            drawn = shapes(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)
+            drawn = judged_shapes(pipe, one_step_x0(alphas, x_t, level, v))
             row[name] = {"true shape": sum(d == s.shape for d, s in zip(drawn, specs)),
                          "word's shape": sum(d == a for d, a in zip(drawn, asked))}
         print(json.dumps(row), flush=True)
+
+
+@torch.no_grad()
+def detail_probe(cache: Path, n: int = 96) -> None:
+    """How fine is the detail that carries the shape? Clean cached latents, perturbed by Gaussian noise of
+    a few sizes and by a 3 x 3 box blur, decoded and judged."""
+    data, pipe = torch.load(cache / "cache.pt"), HiGenPipeline.from_pretrained()
+    x0, true = data["latents"][:n], [SHAPES[i] for i in data["attributes"][:n, 0].tolist()]
+    generator = torch.Generator().manual_seed(0)
+    for sigma in (0.0, 0.1, 0.3, 0.5):
+        drawn = judged_shapes(pipe, x0 + sigma * torch.randn(x0.shape, generator=generator))
+        print(json.dumps({"noise sigma": sigma, "true shape": sum(d == s for d, s in zip(drawn, true)), "n": n}), flush=True)
+    padded = nn.functional.pad(x0[:, :, 0], (1, 1, 1, 1), mode="replicate")
+    blurred = nn.functional.avg_pool2d(padded, 3, stride=1)[:, :, None]
+    drawn = judged_shapes(pipe, blurred)
+    print(json.dumps({"box blur": 3, "true shape": sum(d == s for d, s in zip(drawn, true)), "n": n}), flush=True)
 
 
 def main() -> None:
@@ -345,6 +368,9 @@ def main() -> None:
     w = sub.add_parser("words")
     w.add_argument("model", type=Path, nargs="?", help="a model folder (default: the bundled model)")
     w.add_argument("--n", type=int, default=96)
+    d = sub.add_parser("detail")
+    d.add_argument("cache", type=Path)
+    d.add_argument("--n", type=int, default=96)
     args = parser.parse_args()
     if args.command == "cache":
         make_cache(args.out, args.n, args.size_scale)
@@ -352,6 +378,8 @@ def main() -> None:
         train(args.out, args)
     elif args.command == "words":
         word_probe(args.model, args.n)
+    elif args.command == "detail":
+        detail_probe(args.cache, args.n)
     else:
         x0_probe(args.run, args.cache)
 
