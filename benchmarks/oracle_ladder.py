@@ -52,6 +52,7 @@ from torch import nn
 
 from higen.cues import Cues
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
+from higen.encoders.autoencoder import to_unit_range
 from higen.diffusion.schedule import NoiseSchedule, offset_noise, q_sample
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.training.components import expected_unet_config
@@ -137,7 +138,7 @@ def make_cache(out: Path, n: int, size_scale: float) -> None:
     latents, text = [], []
     with torch.no_grad():
         for i in range(0, n, 64):
-            x = torch.from_numpy(np.stack(frames[i : i + 64])).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            x = to_unit_range(torch.from_numpy(np.stack(frames[i : i + 64])).permute(0, 3, 1, 2))
             latents.append(pipe.autoencoder.encode(x[:, :, None]))
             text.append(pipe.encode_prompts(captions[i : i + 64]))
     out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +308,7 @@ def word_probe(model: Path | None, n: int = 96) -> None:
     pipe = HiGenPipeline.from_pretrained(model)
     specs, true, swapped, other = swapped_shape_captions(n)
     frames = torch.from_numpy(np.stack([render(s, 1, 64, 64, start=0.5)[0] for s in specs]))
-    pixels = frames.permute(0, 3, 1, 2).float().div(127.5).sub(1)[:, :, None]
+    pixels = to_unit_range(frames.permute(0, 3, 1, 2))[:, :, None]
     x0 = torch.cat([pipe.autoencoder.encode(pixels[i : i + 32]) for i in range(0, n, 32)])
     alphas = NoiseSchedule().alphas_cumprod().float()
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))

@@ -26,6 +26,7 @@ import torch
 from higen.cues import Cues
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise
+from higen.encoders.autoencoder import to_unit_range
 from higen.models.unet import HiGenUNet
 from higen.io.checkpoint import CheckpointError
 from higen.io.files import read_json
@@ -311,7 +312,7 @@ class HiGenPipeline:
         if image.dtype == torch.uint8:
             if image.dim() == 3:
                 image = image[None]
-            image = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # b h w 3 -> b 3 h w in [-1, 1]
+            image = to_unit_range(image.permute(0, 3, 1, 2))  # b h w 3 -> b 3 h w in [-1, 1]
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"keyframe must be h w 3 / b h w 3 uint8 or b 3 h w float; got {tuple(image.shape)}")
         if image.shape[-2:] != (height, width):
