@@ -17,6 +17,12 @@ guidance 4, the bundled defaults' cues) and the judge reads each clip's directio
 
     python benchmarks/direction_ladder.py runs/dirladder/oracle --input oracle --steps 300
     python benchmarks/direction_ladder.py runs/dirladder/pooled --input pooled --steps 300
+    python benchmarks/direction_ladder.py runs/dirladder/oracle_hi --input oracle --shards 8 --steps 400 \\
+        --eval-every 200 --high-fraction 0.9          # 4 s per step on 2 cores
+
+The cache is the bundled recipe's video cache; its first 8 shards (2,048 clips) are enough and take ~10 min:
+``higen train-cache runs/bundled_cache/videos --config configs/bundled/higen.yaml --kind video --batch-size 16
+data.source=world data.length=2048 model.autoencoder=higen/assets/bundled_model/autoencoder``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ docs/bundled_model.md ("Why shape is not learned").
     python benchmarks/oracle_ladder.py cache runs/ladder/images_x15 --size-scale 1.5      # objects 1.5x larger
     python benchmarks/oracle_ladder.py train runs/ladder/direct_snr --cache runs/ladder/images --context direct \\
         --snr-gamma 5 --lr 3e-4 --steps 5000 --eval-every 500
+    python benchmarks/oracle_ladder.py train runs/ladder/res_snr_lr5 --cache runs/ladder/images --context resampler \\
+        --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
     python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
@@ -33,8 +35,8 @@ docs/bundled_model.md ("Why shape is not learned").
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
 background of 48 held-out prompts every ``--eval-every`` steps), its EMA weights and ``state.pt``, from which
-a second call with a larger ``--steps`` resumes. One thread: about 0.4 s per step of 32 frames on this
-project's 2-core machine (two runs side by side).
+a second call with a larger ``--steps`` resumes. About 0.65 s per step of 32 frames on this project's 2-core
+machine (two threads, one run).
 """
 
 from __future__ import annotations
@@ -212,11 +214,12 @@ def train(out: Path, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({"context": args.context, "overrides": args.overrides, "label_embedding": args.label_embedding,
                                               "init": str(args.init) if args.init else None,
-                                              "snr_gamma": args.snr_gamma, "timesteps": list(args.timesteps)}))
+                                              "snr_gamma": args.snr_gamma, "timesteps": list(args.timesteps),
+                                              "lr": args.lr, "warmup": args.warmup, "clip": args.clip}))
     log, start = open(out / "log.jsonl", "a"), time.time()
     for step in range(first, args.steps + 1):
         for group in optimiser.param_groups:
-            group["lr"] = args.lr * min(1.0, step / 100)  # 100 warm-up steps, then constant
+            group["lr"] = args.lr * min(1.0, step / args.warmup)  # linear warm-up, then constant
         idx = torch.randint(0, len(data["latents"]), (args.batch,), generator=generator)
         drop = torch.rand(args.batch, generator=generator) < 0.1  # caption dropout, as the recipe
         t = torch.randint(*args.timesteps, (args.batch,), generator=generator)
@@ -226,7 +229,7 @@ def train(out: Path, args) -> None:
         per_sample = loss_fn(lambda x, ts: unet(x, ts, text), x0, t, noise)
         optimiser.zero_grad(set_to_none=True)
         per_sample.mean().backward()
-        nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(unet.parameters(), args.clip)
         optimiser.step()
         with torch.no_grad():
             for e, p in zip(ema.parameters(), unet.parameters()):
@@ -356,6 +359,8 @@ def main() -> None:
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=5e-4)
     t.add_argument("--ema", type=float, default=0.995)
+    t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps of the learning rate")
+    t.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--label-embedding", action="store_true", help="oracle only: the labels also reach every ResBlock")
     t.add_argument("--timesteps", type=int, nargs=2, default=(0, 1000), metavar=("LOW", "HIGH"),
