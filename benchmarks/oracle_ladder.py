@@ -12,7 +12,8 @@ either, the network, loss or noise schedule is. ``x0`` asks at which noise level
 whether the shape token steers it: one-step clean predictions from noised true frames, judged, with the
 true shape token and with a wrong one. ``words`` asks the same of a trained model folder through its text
 path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
-asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur. Results:
+asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur.
+``context`` asks what a text run's context carries: linear probes of shape, colour and background. Results:
 docs/bundled_model.md ("Why shape is not learned").
 
     python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
@@ -32,6 +33,7 @@ docs/bundled_model.md ("Why shape is not learned").
     python benchmarks/oracle_ladder.py words                                             # the bundled model
     python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
     python benchmarks/oracle_ladder.py detail runs/ladder/images
+    python benchmarks/oracle_ladder.py context runs/ladder/res_snr_lr5 --cache runs/ladder/images
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
 background of 48 held-out prompts every ``--eval-every`` steps), its EMA weights and ``state.pt``, from which
@@ -344,6 +346,46 @@ def detail_probe(cache: Path, n: int = 96) -> None:
     print(json.dumps({"box blur": 3, "true shape": sum(d == s for d, s in zip(drawn, true)), "n": n}), flush=True)
 
 
+# ----------------------------------------------------------------------------------------- context
+def linear_probe(x: torch.Tensor, y: torch.Tensor, fit: int) -> float:
+    """Held-out accuracy of a multinomial logistic regression fitted on the first ``fit`` rows."""
+    x = (x - x[:fit].mean(0)) / (x[:fit].std(0) + 1e-6)
+    head = nn.Linear(x.shape[1], int(y.max()) + 1)
+    optimiser = torch.optim.LBFGS(head.parameters(), max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = nn.functional.cross_entropy(head(x[:fit]), y[:fit]) + 1e-3 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    with torch.no_grad():
+        return (head(x[fit:]).argmax(1) == y[fit:]).float().mean().item()
+
+
+def context_probe(run: Path, cache: Path, n: int = 4000, fit: int = 3000) -> None:
+    """What a text run's context carries: its tokens' norm, how alike different captions' contexts are, and
+    how often a linear probe reads each attribute from it (against MiniLM's pooled token states)."""
+    config = json.loads((run / "run.json").read_text())
+    if config["context"] == "oracle":
+        raise SystemExit("context probes a text run (direct or resampler)")
+    data = torch.load(cache / "cache.pt")
+    text, attributes = data["text"][:n], data["attributes"][:n]
+    unet = build(config["context"], config["overrides"]).eval()
+    unet.load_state_dict(torch.load(run / "ema.pt"))
+    with torch.no_grad():
+        context = torch.cat([unet.text_resampler(text[i : i + 500]) for i in range(0, n, 500)])
+    valid = (text != 0).any(dim=-1, keepdim=True).float()  # MiniLM zeroes its padding
+    pooled = (text * valid).sum(1) / valid.sum(1)
+    unit = nn.functional.normalize(context[:256].flatten(1), dim=-1)
+    cosine = ((unit @ unit.T).sum() - len(unit)) / (len(unit) * (len(unit) - 1))
+    row = {"token norm": round(context.norm(dim=-1).mean().item(), 2), "cosine between captions": round(cosine.item(), 3)}
+    for name, x in (("context", context.flatten(1)), ("MiniLM pooled", pooled)):
+        row[name] = {attr: round(linear_probe(x, attributes[:, k], fit), 3) for k, attr in enumerate(("shape", "colour", "background"))}
+    print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -374,6 +416,9 @@ def main() -> None:
     w = sub.add_parser("words")
     w.add_argument("model", type=Path, nargs="?", help="a model folder (default: the bundled model)")
     w.add_argument("--n", type=int, default=96)
+    p = sub.add_parser("context")
+    p.add_argument("run", type=Path)
+    p.add_argument("--cache", type=Path, required=True)
     d = sub.add_parser("detail")
     d.add_argument("cache", type=Path)
     d.add_argument("--n", type=int, default=96)
@@ -384,6 +429,8 @@ def main() -> None:
         train(args.out, args)
     elif args.command == "words":
         word_probe(args.model, args.n)
+    elif args.command == "context":
+        context_probe(args.run, args.cache)
     elif args.command == "detail":
         detail_probe(args.cache, args.n)
     else:
