@@ -39,7 +39,8 @@ from torch import nn
 
 from higen.cues import Cues, middle_frame
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
-from higen.diffusion.schedule import NoiseSchedule, offset_noise, q_sample
+from higen.diffusion.schedule import NoiseSchedule, offset_noise, predicted_x0, q_sample, v_target
+from higen.encoders.autoencoder import to_unit_range
 from higen.models.layers import mlp, sinusoidal_embedding
 from higen.models.unet import frame_times
 from higen.pipeline.pipeline import HiGenPipeline
@@ -110,7 +111,7 @@ class Probe:
     def __init__(self, pipe: HiGenPipeline, n: int = 24):
         self.pipe, self.specs = pipe, moving_clips(n)
         self.true = [s.direction for s in self.specs]
-        video = torch.tensor(np.stack([render(s, 16, 64, 64) for s in self.specs])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        video = to_unit_range(torch.from_numpy(np.stack([render(s, 16, 64, 64) for s in self.specs])).permute(0, 4, 1, 2, 3))
         with torch.no_grad():
             self.z = pipe.autoencoder.encode(video, sample=False)
         label = lambda words: torch.tensor([DIRECTIONS.index(w) for w in words])  # noqa: E731
@@ -137,12 +138,11 @@ class Probe:
         for level in levels:
             t = torch.full((len(self.specs),), level)
             x_t = q_sample(self.alphas, self.z, t, self.noise)
-            a = self.alphas[level]
-            target = a.sqrt() * self.noise - (1 - a).sqrt() * self.z
+            target = v_target(self.alphas, self.z, t, self.noise)
             row = {}
             for word, text in self.texts.items():
                 v = model(x_t, t, text, **cues.unet_kwargs())
-                row[word] = {**self.score(self.directions(a.sqrt() * x_t - (1 - a).sqrt() * v), word),
+                row[word] = {**self.score(self.directions(predicted_x0(self.alphas, x_t, t, v)), word),
                              "loss": round((v - target).pow(2).mean().item(), 5)}  # against the true clip
             out[level] = row
         return out

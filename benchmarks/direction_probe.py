@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from higen.cues import Cues
-from higen.diffusion.schedule import NoiseSchedule, q_sample
+from higen.diffusion.schedule import NoiseSchedule, predicted_x0, q_sample
+from higen.encoders.autoencoder import to_unit_range
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.world.dataset import world_clip
 from higen.world.judge import measure
@@ -52,7 +53,7 @@ def main() -> None:
     pipe = HiGenPipeline.from_pretrained(args.model)
     specs = moving_clips(args.n)
     true = [s.direction for s in specs]
-    video = torch.tensor(np.stack([render(s, 16, 64, 64) for s in specs])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+    video = to_unit_range(torch.from_numpy(np.stack([render(s, 16, 64, 64) for s in specs])).permute(0, 4, 1, 2, 3))
     z = pipe.autoencoder.encode(video, sample=False)
     cues = Cues.from_clip(z)
     alphas = NoiseSchedule().alphas_cumprod().float()
@@ -70,7 +71,7 @@ def main() -> None:
         row = {"t": level}
         for name, text in texts.items():
             v = pipe.unet(x_t, t, text, **cues.unet_kwargs())
-            shown = directions(alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v)  # x0 from v
+            shown = directions(predicted_x0(alphas, x_t, t, v))
             row[name] = {"shows true dir": sum(a == b for a, b in zip(shown, true)),
                          "shows opposite": sum(a == OPPOSITE[b] for a, b in zip(shown, true)),
                          "still/none": sum(a not in OPPOSITE for a in shown)}

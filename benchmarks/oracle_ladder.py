@@ -14,7 +14,7 @@ true shape token and with a wrong one. ``words`` asks the same of a trained mode
 path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
 asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur.
 ``context`` asks what a text run's context carries: linear probes of shape, colour and background. Results:
-docs/bundled_model.md ("Why shape is not learned").
+docs/bundled_model.md ("Why shape and direction are not learned yet").
 
     python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
     python benchmarks/oracle_ladder.py train runs/ladder/oracle --cache runs/ladder/images --context oracle
@@ -57,7 +57,7 @@ from torch import nn
 from higen.cues import Cues
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.encoders.autoencoder import to_unit_range
-from higen.diffusion.schedule import NoiseSchedule, offset_noise, q_sample
+from higen.diffusion.schedule import NoiseSchedule, offset_noise, predicted_x0, q_sample
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.training.components import expected_unet_config
 from higen.training.config import load_config
@@ -260,11 +260,6 @@ def judged_shapes(pipe: HiGenPipeline, latents: torch.Tensor) -> list[str]:
     return [measure(np.repeat(f, 4, axis=0)).shape for f in pipe.decode(latents)]
 
 
-def one_step_x0(alphas: torch.Tensor, x_t: torch.Tensor, level: int, v: torch.Tensor) -> torch.Tensor:
-    """The clean latents a v-prediction ``v`` at noise level ``level`` implies."""
-    return alphas[level].sqrt() * x_t - (1 - alphas[level]).sqrt() * v
-
-
 @torch.no_grad()
 def x0_probe(run: Path, cache: Path, n: int = 48) -> None:
     """One-step clean predictions of noised true frames at five noise levels, judged, with the true shape
@@ -287,7 +282,7 @@ def x0_probe(run: Path, cache: Path, n: int = 48) -> None:
         row = {"t": level}
         for name, token in (("true token", true), ("wrong token", wrong)):
             v = unet(x_t, t, token.float())
-            drawn = judged_shapes(pipe, one_step_x0(alphas, x_t, level, v))
+            drawn = judged_shapes(pipe, predicted_x0(alphas, x_t, t, v))
             row[name] = {"true shape": sum(d == SHAPES[i] for d, i in zip(drawn, true[:, 0].tolist())),
                          "token's shape": sum(d == SHAPES[i] for d, i in zip(drawn, token[:, 0].tolist()))}
         print(json.dumps(row), flush=True)
@@ -324,7 +319,7 @@ def word_probe(model: Path | None, n: int = 96) -> None:
         row = {"t": level}
         for name, captions, asked in (("true word", true, [s.shape for s in specs]), ("swapped word", swapped, other)):
             v = pipe.unet(x_t, t, text=pipe.encode_prompts(captions), **Cues.spatial_stage(n).unet_kwargs())
-            drawn = judged_shapes(pipe, one_step_x0(alphas, x_t, level, v))
+            drawn = judged_shapes(pipe, predicted_x0(alphas, x_t, t, v))
             row[name] = {"true shape": sum(d == s.shape for d, s in zip(drawn, specs)),
                          "word's shape": sum(d == a for d, a in zip(drawn, asked))}
         print(json.dumps(row), flush=True)

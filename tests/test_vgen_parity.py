@@ -16,7 +16,7 @@ import torch
 from conftest import FIXTURES
 from higen.cues import Cues, appearance_template, motion_constant, motion_from_latents
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
-from higen.diffusion.schedule import NoiseSchedule, q_sample, v_target
+from higen.diffusion.schedule import NoiseSchedule, predicted_x0, q_sample, v_target
 from higen.models.unet import HiGenUNet
 from higen.models.vgen import (
     RELEASED_VGEN_KWARGS,
@@ -73,6 +73,8 @@ def test_schedule_q_sample_and_v_target(vgen_tiny):
     x0, t, noise = io["train_x0"], io["train_t"], io["train_noise"]
     torch.testing.assert_close(q_sample(alphas, x0, t, noise), io["train_xt"], atol=SINGLE_PASS_ATOL, rtol=0)
     torch.testing.assert_close(v_target(alphas, x0, t, noise), io["train_v_target"], atol=SINGLE_PASS_ATOL, rtol=0)
+    # The exact v-target turns the noisy sample back into its clean one.
+    torch.testing.assert_close(predicted_x0(alphas, io["train_xt"], t, io["train_v_target"]), x0, atol=1e-5, rtol=0)
 
 
 def test_cues(vgen_tiny):

@@ -63,6 +63,12 @@ def v_target(alphas_cumprod: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, no
     return _broadcast(a.sqrt(), x0) * noise - _broadcast((1 - a).sqrt(), x0) * x0
 
 
+def predicted_x0(alphas_cumprod: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The clean sample a v-prediction implies: x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v."""
+    a = alphas_cumprod.to(x_t.device)[t]
+    return _broadcast(a.sqrt(), x_t) * x_t - _broadcast((1 - a).sqrt(), x_t) * v
+
+
 def offset_noise(shape: tuple[int, ...], strength: float, generator: torch.Generator | None = None, device=None, dtype=None) -> torch.Tensor:
     """Gaussian noise plus ``strength`` x a per-(b, c, f) constant over (h, w), for ``b c f h w`` shapes.
 
