@@ -5,6 +5,8 @@ replaced by one of three context paths, and its samples are judged every few hun
 
     oracle     one learned token per attribute value (shape, colour, background): no text at all
     direct     the MiniLM token states, each projected by one Linear to the context width: no resampler
+    pooled     the MiniLM token states' masked mean (the sentence embedding), one Linear to 8 context tokens,
+               each layer-normalised (tokens of the oracle's norm at initialisation)
     resampler  the bundled model's own path (MiniLM -> learned-query resampler)
 
 If the oracle learns shape and the text paths do not, the text path is at fault; if the oracle does not
@@ -28,6 +30,8 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
     python benchmarks/oracle_ladder.py train runs/ladder/direct_snr --cache runs/ladder/images --context direct \\
         --snr-gamma 5 --lr 3e-4 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py train runs/ladder/res_snr_lr5 --cache runs/ladder/images --context resampler \\
+        --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
+    python benchmarks/oracle_ladder.py train runs/ladder/pooled_lr5 --cache runs/ladder/images --context pooled \\
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
@@ -91,6 +95,22 @@ class OracleContext(nn.Module):
         return torch.stack([table(a[:, k]) for k, table in enumerate(self.tables)], dim=1)
 
 
+class PooledContext(nn.Module):
+    """MiniLM token states ``b L d`` -> their mean over the caption's tokens (padding is zero) -> one Linear to
+    ``num_tokens`` context tokens, each layer-normalised."""
+
+    def __init__(self, text_dim: int, width: int, num_tokens: int):
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.proj = nn.Linear(text_dim, num_tokens * width)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        valid = (text != 0).any(dim=-1, keepdim=True).to(text.dtype)
+        pooled = (text * valid).sum(1) / valid.sum(1).clamp(min=1)
+        return self.norm(self.proj(pooled).unflatten(-1, (self.num_tokens, -1)))
+
+
 class LabelEmbedding(nn.Module):
     """An oracle UNet that also adds a learned embedding of the labels to every frame's embedding, so the labels
     reach every ResBlock at every resolution (as a class-conditional diffusion model's class embedding)."""
@@ -118,6 +138,8 @@ def build(context: str, overrides: list[str], label_embedding: bool = False) -> 
         unet.text_resampler = OracleContext(unet.config.context_dim)
     elif context == "direct":
         unet.text_resampler = nn.Linear(unet.config.text_dim, unet.config.context_dim)
+    elif context == "pooled":
+        unet.text_resampler = PooledContext(unet.config.text_dim, unet.config.context_dim, unet.config.num_text_tokens)
     if label_embedding:
         if context != "oracle":
             raise SystemExit("--label-embedding needs --context oracle")
@@ -359,12 +381,22 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, fit: int) -> float:
         return (head(x[fit:]).argmax(1) == y[fit:]).float().mean().item()
 
 
+def variance_share(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The share of ``x``'s variance (rows are samples) that the group means of labels ``y`` explain."""
+    x = x.flatten(1).double()
+    mean = x.mean(0)
+    between = sum((y == g).double().mean() * (x[y == g].mean(0) - mean).pow(2).sum() for g in y.unique())
+    return float(between / (x - mean).pow(2).sum(1).mean())
+
+
 def context_probe(run: Path, cache: Path, n: int = 4000, fit: int = 3000) -> None:
-    """What a text run's context carries: its tokens' norm, how alike different captions' contexts are, and
-    how often a linear probe reads each attribute from it (against MiniLM's pooled token states)."""
+    """What a text run's context carries: its tokens' norm, how alike different captions' contexts are, how
+    much of its variance each attribute explains (the rest is wording, motion and size), and how often a
+    linear probe reads each attribute from it (against MiniLM's pooled token states). An oracle's context is
+    one token per attribute: each explains a third of its variance."""
     config = json.loads((run / "run.json").read_text())
     if config["context"] == "oracle":
-        raise SystemExit("context probes a text run (direct or resampler)")
+        raise SystemExit("context probes a text run (direct, pooled or resampler)")
     data = torch.load(cache / "cache.pt")
     text, attributes = data["text"][:n], data["attributes"][:n]
     unet = build(config["context"], config["overrides"]).eval()
@@ -376,6 +408,7 @@ def context_probe(run: Path, cache: Path, n: int = 4000, fit: int = 3000) -> Non
     unit = nn.functional.normalize(context[:256].flatten(1), dim=-1)
     cosine = ((unit @ unit.T).sum() - len(unit)) / (len(unit) * (len(unit) - 1))
     row = {"token norm": round(context.norm(dim=-1).mean().item(), 2), "cosine between captions": round(cosine.item(), 3)}
+    row["variance share"] = {attr: round(variance_share(context, attributes[:, k]), 3) for k, attr in enumerate(("shape", "colour", "background"))}
     for name, x in (("context", context.flatten(1)), ("MiniLM pooled", pooled)):
         row[name] = {attr: round(linear_probe(x, attributes[:, k], fit), 3) for k, attr in enumerate(("shape", "colour", "background"))}
     print(json.dumps(row), flush=True)
@@ -391,7 +424,7 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("out", type=Path)
     t.add_argument("--cache", type=Path, required=True)
-    t.add_argument("--context", choices=("oracle", "direct", "resampler"), required=True)
+    t.add_argument("--context", choices=("oracle", "direct", "pooled", "resampler"), required=True)
     t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=5e-4)
