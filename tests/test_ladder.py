@@ -1,0 +1,35 @@
+"""The oracle ladder's measurements (benchmarks/oracle_ladder.py), which the model card cites."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+_SPEC = importlib.util.spec_from_file_location("oracle_ladder", Path(__file__).parents[1] / "benchmarks" / "oracle_ladder.py")
+ladder = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(ladder)
+
+
+def test_variance_share_is_the_group_means_share():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4000) % 4
+    means = torch.randn(4, 16, generator=g) * 2.0
+    noise = torch.randn(4000, 16, generator=g)
+    assert ladder.variance_share(means[labels], labels) == pytest.approx(1.0)
+    assert ladder.variance_share(noise, labels) < 0.01
+    mixed = means[labels] + noise
+    between = (means - means.mean(0)).pow(2).sum(1).mean().item()
+    assert ladder.variance_share(mixed, labels) == pytest.approx(between / (between + 16.0), abs=0.02)
+
+
+def test_pooled_context_ignores_padding_and_has_the_oracle_norm():
+    torch.manual_seed(0)
+    pooled = ladder.PooledContext(text_dim=12, width=64, num_tokens=3)
+    words = torch.randn(2, 5, 12)
+    padded = torch.cat([words, torch.zeros(2, 7, 12)], dim=1)  # MiniLM zeroes its padding
+    out = pooled(padded)
+    assert out.shape == (2, 3, 64)
+    torch.testing.assert_close(out, pooled(words))
+    assert out.norm(dim=-1).mean().item() == pytest.approx(64**0.5, rel=0.01)  # an N(0, 1) token of 64
+    assert not torch.allclose(pooled(torch.randn(1, 5, 12)), pooled(torch.randn(1, 5, 12)))
