@@ -33,6 +33,8 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py train runs/ladder/pooled_lr5 --cache runs/ladder/images --context pooled \\
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
+    python benchmarks/oracle_ladder.py train runs/ladder/oracle_lr5 --cache runs/ladder/images --context oracle \\
+        --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 12000 --decay-from 10000 --eval-every 500
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
     python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
@@ -239,11 +241,14 @@ def train(out: Path, args) -> None:
     (out / "run.json").write_text(json.dumps({"context": args.context, "overrides": args.overrides, "label_embedding": args.label_embedding,
                                               "init": str(args.init) if args.init else None,
                                               "snr_gamma": args.snr_gamma, "timesteps": list(args.timesteps),
-                                              "lr": args.lr, "warmup": args.warmup, "clip": args.clip}))
+                                              "lr": args.lr, "warmup": args.warmup, "clip": args.clip,
+                                              "decay_from": args.decay_from}))
     log, start = open(out / "log.jsonl", "a"), time.time()
     for step in range(first, args.steps + 1):
         for group in optimiser.param_groups:
             group["lr"] = args.lr * min(1.0, step / args.warmup)  # linear warm-up, then constant
+            if args.decay_from is not None and step > args.decay_from:  # then linearly to zero at --steps
+                group["lr"] *= (args.steps - step + 1) / (args.steps - args.decay_from)
         idx = torch.randint(0, len(data["latents"]), (args.batch,), generator=generator)
         drop = torch.rand(args.batch, generator=generator) < 0.1  # caption dropout, as the recipe
         t = torch.randint(*args.timesteps, (args.batch,), generator=generator)
@@ -431,6 +436,7 @@ def main() -> None:
     t.add_argument("--ema", type=float, default=0.995)
     t.add_argument("--warmup", type=int, default=100, help="linear warm-up steps of the learning rate")
     t.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+    t.add_argument("--decay-from", type=int, help="from this step the learning rate falls linearly to zero at --steps")
     t.add_argument("--eval-every", type=int, default=250)
     t.add_argument("--label-embedding", action="store_true", help="oracle only: the labels also reach every ResBlock")
     t.add_argument("--timesteps", type=int, nargs=2, default=(0, 1000), metavar=("LOW", "HIGH"),
