@@ -1,7 +1,7 @@
 """The oracle ladder of the spatial stage: is shape not learned because of the text path or the network?
 
 The bundled model's UNet is trained on single world frames (the spatial stage) with its text resampler
-replaced by one of three context paths, and its samples are judged every few hundred steps:
+replaced by one of four context paths, and its samples are judged every few hundred steps:
 
     oracle     one learned token per attribute value (shape, colour, background): no text at all
     direct     the MiniLM token states, each projected by one Linear to the context width: no resampler
@@ -217,6 +217,8 @@ def start_from(unet: nn.Module, folder: Path, context: str) -> None:
 def train(out: Path, args) -> None:
     data = torch.load(Path(args.cache) / "cache.pt")
     unet = build(args.context, args.overrides, args.label_embedding).train()
+    if args.decay_from is not None and not 0 <= args.decay_from < args.steps:
+        raise SystemExit(f"--decay-from {args.decay_from} must be below --steps {args.steps}")
     if args.init and args.label_embedding:
         raise SystemExit("--init and --label-embedding do not combine")
     if args.init:
