@@ -15,7 +15,8 @@ whether the shape token steers it: one-step clean predictions from noised true f
 true shape token and with a wrong one. ``words`` asks the same of a trained model folder through its text
 path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
 asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur.
-``context`` asks what a text run's context carries: linear probes of shape, colour and background. Results:
+``context`` asks what a text run's context carries: each attribute's share of its variance and linear probes
+of shape, colour and background. Results:
 docs/bundled_model.md ("Why shape and direction are not learned yet").
 
     python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
@@ -43,8 +44,8 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
 background of 48 held-out prompts every ``--eval-every`` steps), its EMA weights and ``state.pt``, from which
-a second call with a larger ``--steps`` resumes. About 0.65 s per step of 32 frames on this project's 2-core
-machine (two threads, one run).
+a second call with a larger ``--steps`` resumes. About 0.25-0.65 s per step of 32 frames on this project's
+2-core machines (two threads, one run; 5,000 steps took 22 min on the faster).
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ class OracleContext(nn.Module):
         return torch.stack([table(a[:, k]) for k, table in enumerate(self.tables)], dim=1)
 
 
+def sentence_mean(text: torch.Tensor) -> torch.Tensor:
+    """MiniLM token states ``b L d`` -> their mean over the caption's tokens (MiniLM zeroes its padding)."""
+    valid = (text != 0).any(dim=-1, keepdim=True).to(text.dtype)
+    return (text * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+
 class PooledContext(nn.Module):
     """MiniLM token states ``b L d`` -> their mean over the caption's tokens (padding is zero) -> one Linear to
     ``num_tokens`` context tokens, each layer-normalised."""
@@ -108,9 +115,7 @@ class PooledContext(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
-        valid = (text != 0).any(dim=-1, keepdim=True).to(text.dtype)
-        pooled = (text * valid).sum(1) / valid.sum(1).clamp(min=1)
-        return self.norm(self.proj(pooled).unflatten(-1, (self.num_tokens, -1)))
+        return self.norm(self.proj(sentence_mean(text)).unflatten(-1, (self.num_tokens, -1)))
 
 
 class LabelEmbedding(nn.Module):
@@ -410,8 +415,7 @@ def context_probe(run: Path, cache: Path, n: int = 4000, fit: int = 3000) -> Non
     unet.load_state_dict(torch.load(run / "ema.pt"))
     with torch.no_grad():
         context = torch.cat([unet.text_resampler(text[i : i + 500]) for i in range(0, n, 500)])
-    valid = (text != 0).any(dim=-1, keepdim=True).float()  # MiniLM zeroes its padding
-    pooled = (text * valid).sum(1) / valid.sum(1)
+    pooled = sentence_mean(text)
     unit = nn.functional.normalize(context[:256].flatten(1), dim=-1)
     cosine = ((unit @ unit.T).sum() - len(unit)) / (len(unit) * (len(unit) - 1))
     row = {"token norm": round(context.norm(dim=-1).mean().item(), 2), "cosine between captions": round(cosine.item(), 3)}
