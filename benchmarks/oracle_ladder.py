@@ -1,13 +1,16 @@
 """The oracle ladder of the spatial stage: is shape not learned because of the text path or the network?
 
 The bundled model's UNet is trained on single world frames (the spatial stage) with its text resampler
-replaced by one of four context paths, and its samples are judged every few hundred steps:
+replaced by one of five context paths, and its samples are judged every few hundred steps:
 
     oracle     one learned token per attribute value (shape, colour, background): no text at all
     direct     the MiniLM token states, each projected by one Linear to the context width: no resampler
     pooled     the MiniLM token states' masked mean (the sentence embedding), one Linear to 8 context tokens,
                each layer-normalised (tokens of the oracle's norm at initialisation)
     resampler  the bundled model's own path (MiniLM -> learned-query resampler)
+    attributes the attribute context (model.unet.attribute_values): a learned parser of the MiniLM token states
+               gives each attribute the captions state (colour, shape, ...) one token, a softmax mix of one
+               learned embedding per value, trained with the captions' stated attributes (loss.attribute_weight 1)
 
 If the oracle learns shape and the text paths do not, the text path is at fault; if the oracle does not
 either, the network, loss or noise schedule is. ``x0`` asks at which noise level the shape is decided and
@@ -15,7 +18,8 @@ whether the shape token steers it: one-step clean predictions from noised true f
 true shape token and with a wrong one. ``words`` asks the same of a trained model folder through its text
 path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
 asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur.
-``context`` asks what a text run's context carries: each attribute's share of its variance and linear probes
+``parsed`` reads an oracle run through text: a parser trained on the cached captions mixes the oracle's own
+tokens. ``context`` asks what a text run's context carries: each attribute's share of its variance and linear probes
 of shape, colour and background. Results:
 docs/bundled_model.md ("Why shape and direction are not learned yet").
 
@@ -40,6 +44,9 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
     python benchmarks/oracle_ladder.py words                                             # the bundled model
     python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
     python benchmarks/oracle_ladder.py detail runs/ladder/images
+    python benchmarks/oracle_ladder.py train runs/ladder/attr_lr5 --cache runs/ladder/images --context attributes \\
+        --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
+    python benchmarks/oracle_ladder.py parsed runs/ladder/oracle_lr5 --cache runs/ladder/images      # ~2 min
     python benchmarks/oracle_ladder.py context runs/ladder/res_snr_lr5 --cache runs/ladder/images
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
@@ -69,11 +76,12 @@ from higen.pipeline.pipeline import HiGenPipeline
 from higen.training.components import expected_unet_config
 from higen.training.config import load_config
 from higen.training.loss import VPredictionLoss
+from higen.models.layers import AttributeContext
 from higen.models.unet import HiGenUNet
 from higen.world.dataset import world_clip
 from higen.world.judge import measure
 from higen.world.render import render
-from higen.world.captions import make_caption
+from higen.world.captions import ATTRIBUTE_VALUES, attribute_labels, make_caption
 from higen.world.spec import BACKGROUNDS, COLOURS, SHAPES, SPLITS, sample_spec
 
 VOCAB = (SHAPES, tuple(COLOURS), tuple(BACKGROUNDS))
@@ -147,6 +155,8 @@ def build(context: str, overrides: list[str], label_embedding: bool = False) -> 
         unet.text_resampler = nn.Linear(unet.config.text_dim, unet.config.context_dim)
     elif context == "pooled":
         unet.text_resampler = PooledContext(unet.config.text_dim, unet.config.context_dim, unet.config.num_text_tokens)
+    elif context == "attributes":
+        return HiGenUNet(dataclasses.replace(unet.config, attribute_values=tuple(len(v) for v in ATTRIBUTE_VALUES.values())))
     if label_embedding:
         if context != "oracle":
             raise SystemExit("--label-embedding needs --context oracle")
@@ -192,9 +202,9 @@ def conditioning(context: str, data: dict, idx: torch.Tensor, drop: torch.Tensor
 
 
 @torch.no_grad()
-def judge_priors(unet: nn.Module, context: str, pipe: HiGenPipeline, n: int = 48, guidance: float = 4.0) -> dict:
-    """Spatial priors of the first ``n`` held-out prompts (DPM-Solver++ 25 steps), judged."""
-    specs, prompts = zip(*(world_clip(0, i, "heldout") for i in range(n)))
+def judge_priors(unet: nn.Module, context: str, pipe: HiGenPipeline, n: int = 48, guidance: float = 4.0, offset: int = 0) -> dict:
+    """Spatial priors of ``n`` held-out prompts from ``offset`` on (DPM-Solver++ 25 steps), judged."""
+    specs, prompts = zip(*(world_clip(0, offset + i, "heldout") for i in range(n)))
     if context == "oracle":
         cond, uncond = torch.tensor([labels(s) for s in specs]).float(), NULL.expand(n, -1).float()
     else:
@@ -219,8 +229,17 @@ def start_from(unet: nn.Module, folder: Path, context: str) -> None:
         raise SystemExit(f"{folder} does not fit this UNet: missing {missing[:4]}, unexpected {unexpected[:4]}")
 
 
+def caption_attributes(n: int) -> torch.Tensor:
+    """The attributes the captions of the cache's ``n`` frames state (``attribute_labels``): the cache holds
+    the middle frames of ``world_clip(0, i, "train")`` for i < n."""
+    return torch.tensor(attribute_labels([world_clip(0, i, "train")[1] for i in range(n)]))
+
+
 def train(out: Path, args) -> None:
     data = torch.load(Path(args.cache) / "cache.pt")
+    if args.context == "attributes":
+        said = caption_attributes(len(data["latents"]))
+        not_said = torch.tensor([len(v) for v in ATTRIBUTE_VALUES.values()])
     unet = build(args.context, args.overrides, args.label_embedding).train()
     if args.decay_from is not None and not 0 <= args.decay_from < args.steps:
         raise SystemExit(f"--decay-from {args.decay_from} must be below --steps {args.steps}")
@@ -263,8 +282,13 @@ def train(out: Path, args) -> None:
         noise = offset_noise(tuple(x0.shape), 0.1, generator=generator)
         text = conditioning(args.context, data, idx, drop)
         per_sample = loss_fn(lambda x, ts: unet(x, ts, text), x0, t, noise)
+        loss = per_sample.mean()
+        if args.context == "attributes":  # the parser's cross-entropy against what the captions say
+            target = torch.where(drop[:, None], not_said, said[idx])
+            loss = loss + sum(nn.functional.cross_entropy(logit, target[:, k])
+                              for k, logit in enumerate(unet.text_resampler.logits(text)))
         optimiser.zero_grad(set_to_none=True)
-        per_sample.mean().backward()
+        loss.backward()
         nn.utils.clip_grad_norm_(unet.parameters(), args.clip)
         optimiser.step()
         with torch.no_grad():
@@ -375,6 +399,42 @@ def detail_probe(cache: Path, n: int = 96) -> None:
     print(json.dumps({"box blur": 3, "true shape": sum(d == s for d, s in zip(drawn, true)), "n": n}), flush=True)
 
 
+# ------------------------------------------------------------------------------------------ parsed
+def parsed_probe(run: Path, cache: Path, steps: int = 1500) -> None:
+    """An oracle run read through text: a parser (the attribute context's, from MiniLM's token states) is trained
+    by cross-entropy to name each cached caption's shape, colour and background, and its softmax mixes the
+    oracle's own value tokens. The priors of held-out prompts are judged with the oracle's labels and with the
+    parsed captions, on two sets of 48."""
+    settings = json.loads((run / "run.json").read_text())
+    if settings["context"] != "oracle":
+        raise SystemExit("parsed reads an oracle run's tokens through text: it needs an oracle run")
+    unet = build("oracle", settings["overrides"]).eval()
+    unet.load_state_dict(torch.load(run / "ema.pt"))
+    oracle = unet.text_resampler
+    torch.manual_seed(0)
+    parser = AttributeContext(unet.config.text_dim, unet.config.context_dim, tuple(len(v) for v in VOCAB))
+    data, pipe = torch.load(cache / "cache.pt"), HiGenPipeline.from_pretrained()
+    optimiser = torch.optim.AdamW([p for n, p in parser.named_parameters() if not n.startswith("tables")], lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(0, len(data["text"]), (128,), generator=generator)
+        drop = torch.rand(128, generator=generator) < 0.1
+        text, target = conditioning("direct", data, idx, drop), conditioning("oracle", data, idx, drop).long()
+        loss = sum(nn.functional.cross_entropy(logit, target[:, k]) for k, logit in enumerate(parser.logits(text)))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        for k, table in enumerate(oracle.tables):
+            parser.tables[k].copy_(table.weight)
+    for offset in (0, 100000):
+        for name, path in (("labels", oracle), ("parsed captions", parser)):
+            unet.text_resampler = path
+            row = {"held-out set": offset, "context": name,
+                   "judged": judge_priors(unet, "oracle" if path is oracle else "text", pipe, offset=offset)}
+            print(json.dumps(row), flush=True)
+
+
 # ----------------------------------------------------------------------------------------- context
 def linear_probe(x: torch.Tensor, y: torch.Tensor, fit: int) -> float:
     """Held-out accuracy of a multinomial logistic regression fitted on the first ``fit`` rows."""
@@ -435,7 +495,7 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("out", type=Path)
     t.add_argument("--cache", type=Path, required=True)
-    t.add_argument("--context", choices=("oracle", "direct", "pooled", "resampler"), required=True)
+    t.add_argument("--context", choices=("oracle", "direct", "pooled", "resampler", "attributes"), required=True)
     t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=5e-4)
@@ -456,6 +516,9 @@ def main() -> None:
     w = sub.add_parser("words")
     w.add_argument("model", type=Path, nargs="?", help="a model folder (default: the bundled model)")
     w.add_argument("--n", type=int, default=96)
+    r = sub.add_parser("parsed")
+    r.add_argument("run", type=Path)
+    r.add_argument("--cache", type=Path, required=True)
     p = sub.add_parser("context")
     p.add_argument("run", type=Path)
     p.add_argument("--cache", type=Path, required=True)
@@ -469,6 +532,8 @@ def main() -> None:
         train(args.out, args)
     elif args.command == "words":
         word_probe(args.model, args.n)
+    elif args.command == "parsed":
+        parsed_probe(args.run, args.cache)
     elif args.command == "context":
         context_probe(args.run, args.cache)
     elif args.command == "detail":

@@ -39,11 +39,16 @@ class UNetConfig:
     # padding and the appearance rows, whose real-video similarities fall off with |i - j| (dossier §3.4). A
     # model trained from scratch on clips of unchanging appearance (all-ones rows) lacks the second.
     frame_position: bool = False
+    # Not in the release: values per attribute of a closed vocabulary (e.g. the procedural world's colour,
+    # shape, ...). Non-empty replaces the text resampler by an AttributeContext (higen.models.layers): one
+    # context token per attribute, read from the text by a learned parser. Empty: the release's resampler.
+    attribute_values: tuple[int, ...] = ()
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
         self.attention_levels = tuple(int(i) for i in self.attention_levels)
+        self.attribute_values = tuple(int(v) for v in self.attribute_values)
         self.validate()
 
     @property
@@ -75,6 +80,8 @@ class UNetConfig:
                 raise ValueError(f"level width {channels} is not divisible by 32 (GroupNorm groups)")
             if channels % self.head_dim:
                 raise ValueError(f"level width {channels} is not divisible by head_dim {self.head_dim}")
+        if any(v < 1 for v in self.attribute_values):
+            raise ValueError(f"every attribute needs at least one value; got attribute_values {list(self.attribute_values)}")
         if self.embed_dim % self.resampler_heads:
             raise ValueError("4 * base_channels must be divisible by resampler_heads")
 
@@ -82,6 +89,7 @@ class UNetConfig:
         d = dataclasses.asdict(self)
         d["channel_mult"] = list(self.channel_mult)
         d["attention_levels"] = list(self.attention_levels)
+        d["attribute_values"] = list(self.attribute_values)
         return d
 
     @classmethod

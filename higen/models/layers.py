@@ -347,3 +347,38 @@ class TextResampler(nn.Module):
         for block in self.blocks:
             out = block(out, projected)
         return self.out_proj(out)
+
+
+class AttributeContext(nn.Module):
+    """A factorised text context (not in the release): one context token per attribute of a closed vocabulary.
+
+    ``b L text_dim`` -> ``b K context_dim`` for ``K = len(values)`` attributes, attribute ``k`` having
+    ``values[k]`` values. Each attribute reads the text through its own attention pooling over the valid
+    (non-zero) tokens and a small MLP of that pool and the mean token, giving logits over its values plus
+    "not said" (the last); its token is the softmax-weighted mix of a learned embedding per value. Trained
+    with the diffusion loss and a cross-entropy of :meth:`logits` against the captions' attributes
+    (``loss.attribute_weight``), the tokens approach one learned embedding per stated value: a context
+    whose variance is the attributes' rather than the wording's.
+    """
+
+    def __init__(self, text_dim: int, context_dim: int, values: tuple[int, ...], hidden: int = 256):
+        super().__init__()
+        self.values = tuple(int(v) for v in values)
+        self.score = nn.Linear(text_dim, len(self.values))
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(2 * text_dim, hidden), nn.GELU(), nn.Linear(hidden, v + 1)) for v in self.values
+        )
+        self.tables = nn.ParameterList(nn.Parameter(torch.randn(v + 1, context_dim)) for v in self.values)
+
+    def logits(self, text: torch.Tensor) -> list[torch.Tensor]:
+        """Per attribute, ``b (values + 1)`` logits; the last value is "not said"."""
+        valid = (text != 0).any(dim=-1)
+        valid[:, 0] |= ~valid.any(dim=1)  # an all-zero text still pools something
+        weights = self.score(text).masked_fill(~valid[..., None], float("-inf")).softmax(dim=1)
+        mask = valid[..., None].to(text.dtype)
+        mean = (text * mask).sum(1) / mask.sum(1)
+        return [head(torch.cat([torch.einsum("bl,bld->bd", weights[..., k], text), mean], dim=-1))
+                for k, head in enumerate(self.heads)]
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        return torch.stack([logit.softmax(-1) @ table.to(text.dtype) for logit, table in zip(self.logits(text), self.tables)], dim=1)

@@ -18,6 +18,7 @@ from higen.cues import Cues, resample_appearance
 from higen.models.config import UNetConfig
 from higen.io.checkpoint import check_state_dict, load_checkpoint_file
 from higen.models.layers import (
+    AttributeContext,
     Downsample,
     ResBlock,
     SpatialTransformer,
@@ -79,7 +80,10 @@ class HiGenUNet(nn.Module):
         self.motion_embed = mlp(base, emb_dim, zero_last=True)
         self.appearance_embed = mlp(c.appearance_width, emb_dim, zero_last=True)
         self.position_embed = mlp(base, emb_dim, zero_last=True) if c.frame_position else None
-        self.text_resampler = TextResampler(c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads)
+        if c.attribute_values:
+            self.text_resampler = AttributeContext(c.text_dim, c.context_dim, c.attribute_values)
+        else:
+            self.text_resampler = TextResampler(c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads)
         # The spatial prior enters once, added after the input conv, identically for every frame.
         self.prior_embed = zero_(nn.Conv2d(c.in_channels, base, 3, padding=1))
         self.input_conv = nn.Conv2d(c.in_channels, base, 3, padding=1)

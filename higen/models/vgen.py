@@ -179,6 +179,8 @@ def unet_from_vgen_state_dict(
 
 def unet_to_vgen_state_dict(model: HiGenUNet) -> dict[str, torch.Tensor]:
     """Our weights under the release's key names (loads strictly into ``UNetSD_HiGen``)."""
+    if model.config.attribute_values:
+        raise ValueError("this UNet has an attribute context (config.attribute_values), which UNetSD_HiGen lacks")
     if model.config.frame_position:
         raise ValueError("this UNet has a frame-position embedding (config.frame_position), which UNetSD_HiGen lacks")
     to_vgen = vgen_key_map(model)

@@ -72,6 +72,10 @@ class LossSection:
     # Min-SNR-gamma per-sample weights (Hang et al., ICCV 2023; higen.training.loss.min_snr_weights), e.g. 5.
     # 0: the release's unweighted loss.
     snr_gamma: float = 0.0
+    # Weight of the attribute context's cross-entropy (model.unet.attribute_values: not in the release) against
+    # the attributes each caption states, read by the procedural world's caption parser
+    # (higen.world.captions.attribute_labels); added to the denoising loss. 0: the denoising loss alone.
+    attribute_weight: float = 0.0
 
 
 @dataclass
@@ -243,6 +247,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config: loss.snr_gamma must not be negative (0: no Min-SNR weighting); got {cfg.loss.snr_gamma}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
+    if cfg.loss.attribute_weight < 0:
+        raise ValueError(f"config: loss.attribute_weight must not be negative (0: off); got {cfg.loss.attribute_weight}")
     if cfg.cues.offset_noise < 0:
         raise ValueError(f"config: cues.offset_noise must not be negative; got {cfg.cues.offset_noise}")
     if cfg.optim.grad_clip < 0:

@@ -108,4 +108,28 @@ class VPredictionLoss:
         return rearrange(contrast_weights(frames, self.foreground_weight), "(b f) 1 h w -> b 1 f h w", b=x0.shape[0])
 
 
-__all__ = ["VPredictionLoss", "draw_timesteps", "draw_noise", "min_snr_weights"]
+class AttributeLoss:
+    """``weight`` x the cross-entropy, summed over attributes, of an attribute context's logits
+    (:class:`higen.models.layers.AttributeContext`) against the attributes each caption states, read by the
+    procedural world's caption parser (:func:`higen.world.captions.attribute_labels`); a dropped caption
+    states none. Not in the release."""
+
+    def __init__(self, attribute_values: tuple[int, ...], weight: float):
+        from higen.world.captions import ATTRIBUTE_VALUES
+
+        sizes = tuple(len(v) for v in ATTRIBUTE_VALUES.values())
+        if tuple(attribute_values) != sizes:
+            raise ValueError(f"loss.attribute_weight needs model.unet.attribute_values {list(sizes)} (the world's "
+                             f"{', '.join(ATTRIBUTE_VALUES)}); this UNet has {list(attribute_values)}")
+        self.not_said, self.weight = torch.tensor(sizes), weight
+
+    def __call__(self, context: torch.nn.Module, text: torch.Tensor, captions: list[str], dropped: list[bool]) -> torch.Tensor:
+        from higen.world.captions import attribute_labels
+
+        labels = torch.tensor(attribute_labels(captions), device=text.device)
+        labels = torch.where(torch.tensor(dropped, device=text.device)[:, None], self.not_said.to(text.device), labels)
+        ce = sum(torch.nn.functional.cross_entropy(logit.float(), labels[:, k]) for k, logit in enumerate(context.logits(text)))
+        return self.weight * ce
+
+
+__all__ = ["VPredictionLoss", "AttributeLoss", "draw_timesteps", "draw_noise", "min_snr_weights"]

@@ -38,7 +38,7 @@ from higen.training.distributed import (
     World, barrier, gather_objects, mean_over_ranks, no_gradient_sync, setup, sum_over_ranks, teardown, unwrap, wrap_model,
 )
 from higen.training.logging import TrainLogger
-from higen.training.loss import VPredictionLoss, draw_noise, draw_timesteps
+from higen.training.loss import AttributeLoss, VPredictionLoss, draw_noise, draw_timesteps
 from higen.training.optim import EMA, build_param_groups, make_lr_schedule, make_optimizer, scale_gradients
 
 # Settings that must not change when resuming: they decide which samples and random numbers each
@@ -150,6 +150,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     scaler = torch.amp.GradScaler("cuda") if t_cfg.precision == "fp16" else None
     ema = EMA(trainable, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
     loss_fn = VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma)
+    attribute_loss = AttributeLoss(unet.config.attribute_values, cfg.loss.attribute_weight) if cfg.loss.attribute_weight else None
     t_low, t_high = cfg.loss.timesteps
     if t_high > loss_fn.num_timesteps:
         raise ValueError(f"config: loss.timesteps {list(cfg.loss.timesteps)} goes past the schedule's {loss_fn.num_timesteps} steps")
@@ -200,7 +201,10 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
             noise = draw_noise(sample_generators(t_cfg.seed, step, inputs.indices, "noise"), tuple(inputs.latents.shape[1:]), cfg.cues.offset_noise)
             with no_gradient_sync(model, micro < t_cfg.grad_accum - 1):
                 with _autocast(t_cfg.precision, device):
-                    loss = loss_fn(model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean() / t_cfg.grad_accum
+                    loss = loss_fn(model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean()
+                    if attribute_loss is not None:
+                        loss = loss + attribute_loss(unwrap(model).text_resampler, inputs.text, batch.captions, inputs.dropped)
+                    loss = loss / t_cfg.grad_accum
                 (scaler.scale(loss) if scaler is not None else loss).backward()
             step_loss += loss.detach()
         if scaler is not None:

@@ -253,6 +253,24 @@ def parse_prompt(text: str) -> dict[str, str | None]:
     return out
 
 
+# The values of each attribute, in the order of ``attribute_labels`` (a model's AttributeContext vocabulary).
+ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
+    "colour": tuple(COLOUR_WORDS), "shape": tuple(SHAPE_WORDS), "direction": (*DIRECTION_WORDS, "still"),
+    "speed": tuple(SPEED_WORDS), "size": tuple(SIZE_WORDS), "background": (*BACKGROUND_WORDS, "gradient"),
+    "change": tuple(CHANGE_ING), "end_colour": tuple(COLOUR_WORDS),
+}
+
+
+def attribute_labels(captions: list[str]) -> list[list[int]]:
+    """Each caption's attributes as indices into ``ATTRIBUTE_VALUES`` (``parse_prompt``'s reading); an attribute
+    the caption does not state gets ``len(values)``, "not said"."""
+    out = []
+    for caption in captions:
+        found = parse_prompt(caption)
+        out.append([values.index(found[name]) if found[name] is not None else len(values) for name, values in ATTRIBUTE_VALUES.items()])
+    return out
+
+
 def spec_attributes(spec: ClipSpec) -> dict[str, str | None]:
     """What a spec is, in ``parse_prompt``'s terms (every attribute known; speed/size None in the gaps)."""
     return dict(
