@@ -19,7 +19,7 @@ true shape token and with a wrong one. ``words`` asks the same of a trained mode
 path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
 asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur.
 ``parsed`` reads an oracle run through text: a parser trained on the cached captions mixes the oracle's own
-tokens. ``context`` asks what a text run's context carries: each attribute's share of its variance and linear probes
+tokens. ``priors`` judges a model folder's spatial stage as ``train`` judges its runs. ``context`` asks what a text run's context carries: each attribute's share of its variance and linear probes
 of shape, colour and background. Results:
 docs/bundled_model.md ("Why shape and direction are not learned yet").
 
@@ -47,6 +47,7 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
     python benchmarks/oracle_ladder.py train runs/ladder/attr_lr5 --cache runs/ladder/images --context attributes \\
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py parsed runs/ladder/oracle_lr5 --cache runs/ladder/images      # ~2 min
+    python benchmarks/oracle_ladder.py priors runs/bundled_attr_spatial/model_12000                 # any model folder
     python benchmarks/oracle_ladder.py context runs/ladder/res_snr_lr5 --cache runs/ladder/images
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
@@ -435,6 +436,13 @@ def parsed_probe(run: Path, cache: Path, steps: int = 1500) -> None:
             print(json.dumps(row), flush=True)
 
 
+def priors_probe(model: Path | None, sets: int) -> None:
+    """A model folder's spatial stage, judged as ``train`` judges: the priors of ``sets`` sets of 48 held-out prompts."""
+    pipe = HiGenPipeline.from_pretrained(model)
+    for offset in range(0, 100000 * sets, 100000):
+        print(json.dumps({"held-out set": offset, "judged": judge_priors(pipe.unet, "text", pipe, offset=offset)}), flush=True)
+
+
 # ----------------------------------------------------------------------------------------- context
 def linear_probe(x: torch.Tensor, y: torch.Tensor, fit: int) -> float:
     """Held-out accuracy of a multinomial logistic regression fitted on the first ``fit`` rows."""
@@ -516,6 +524,9 @@ def main() -> None:
     w = sub.add_parser("words")
     w.add_argument("model", type=Path, nargs="?", help="a model folder (default: the bundled model)")
     w.add_argument("--n", type=int, default=96)
+    q = sub.add_parser("priors")
+    q.add_argument("model", type=Path, nargs="?", help="a model folder (default: the bundled model)")
+    q.add_argument("--sets", type=int, default=2)
     r = sub.add_parser("parsed")
     r.add_argument("run", type=Path)
     r.add_argument("--cache", type=Path, required=True)
@@ -532,6 +543,8 @@ def main() -> None:
         train(args.out, args)
     elif args.command == "words":
         word_probe(args.model, args.n)
+    elif args.command == "priors":
+        priors_probe(args.model, args.sets)
     elif args.command == "parsed":
         parsed_probe(args.run, args.cache)
     elif args.command == "context":
