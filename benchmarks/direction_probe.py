@@ -6,7 +6,7 @@ caption's direction word and once with the opposite word. Prints, per t, how man
 clip's true direction, the opposite one, or no motion.
 
     python benchmarks/direction_probe.py                     # the bundled model, t = 300, 500, 700, 900
-    python benchmarks/direction_probe.py --model runs/bundled_higen_snr/model_1800 --t 800 950 990
+    python benchmarks/direction_probe.py --model runs/bundled_attr_video/model --t 800 950 990
 """
 from __future__ import annotations
 

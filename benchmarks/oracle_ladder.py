@@ -42,7 +42,7 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 12000 --decay-from 10000 --eval-every 500
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
-    python benchmarks/oracle_ladder.py words runs/bundled_higen_snr/model_1800           # any model folder
+    python benchmarks/oracle_ladder.py words runs/bundled_attr_video/model           # any model folder
     python benchmarks/oracle_ladder.py detail runs/ladder/images
     python benchmarks/oracle_ladder.py train runs/ladder/attr_lr5 --cache runs/ladder/images --context attributes \\
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500

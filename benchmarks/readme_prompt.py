@@ -5,7 +5,7 @@ from its pixels (``higen.world.judge.score``) and prints, per seed, the judged c
 background, and how many seeds got all four right (docs/bundled_model.md, "Scores").
 
     python benchmarks/readme_prompt.py                       # the bundled model
-    python benchmarks/readme_prompt.py --model runs/bundled_higen_snr/model_1800 -o runs/eval/readme.json
+    python benchmarks/readme_prompt.py --model runs/bundled_attr_video/model -o runs/eval/readme.json
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ and its held-out accuracy printed (chance: 1/5 for direction, 1/6 for shape and 
 does not carry cannot steer the clip through cross-attention, whatever the UNet learns.
 
     python benchmarks/text_probe.py                       # the bundled model
-    python benchmarks/text_probe.py --model runs/bundled_higen_snr/model_1800 --n 1500
+    python benchmarks/text_probe.py --model runs/bundled_attr_video/model --n 1500
 """
 
 from __future__ import annotations

@@ -74,32 +74,24 @@ def test_generate_uses_the_bundled_model_when_none_is_named(tmp_path):
     assert sidecar["model"] == str(BUNDLED_DIR) and sidecar["seed"] == 1
 
 
-def test_the_finetune_config_continues_the_first_run_with_the_same_model_data_and_defaults():
-    """configs/bundled/higen_finetune.yaml must fine-tune what configs/bundled/higen.yaml trained (docs/bundled_model.md)."""
+def test_the_two_stages_chain_and_the_script_installs_the_second():
+    """configs/bundled/attributes_video.yaml continues from the model attributes_spatial.yaml writes when it
+    finishes, with the same UNet, text, autoencoder and generation defaults, and scripts/train_bundled.sh runs
+    both (resuming) and installs the video stage's model (docs/bundled_model.md)."""
     root = Path(__file__).resolve().parents[1]
-    first = load_config(root / "configs/bundled/higen.yaml")
-    tune = load_config(root / "configs/bundled/higen_finetune.yaml")
-    assert tune.model.init == "folder" and Path(tune.model.path).parent == Path(first.train.output_dir)
-    assert tune.model.unet == first.model.unet and tune.data == first.data and tune.generation == first.generation
-    assert tune.model.text_encoder == first.model.text_encoder and tune.model.autoencoder == first.model.autoencoder
-    assert tune.train.output_dir != first.train.output_dir  # the first run's checkpoints stay
-    assert tune.cues.image_probability > first.cues.image_probability and tune.optim.lr < first.optim.lr
-    assert tune.optim.decay_steps > tune.train.max_steps  # the shipped run was stopped before its schedule ended
-    assert tune.train.seed == first.train.seed
-
-
-def test_the_min_snr_stage_continues_the_finetune_and_the_script_installs_it():
-    """configs/bundled/higen_snr.yaml continues the fine-tune's exported model with Min-SNR weights, and
-    scripts/train_bundled.sh exports the fine-tune where that config looks for it and installs the stage's model."""
-    root = Path(__file__).resolve().parents[1]
-    tune = load_config(root / "configs/bundled/higen_finetune.yaml")
-    snr = load_config(root / "configs/bundled/higen_snr.yaml")
-    assert snr.model.init == "folder" and Path(snr.model.path) == Path(tune.train.output_dir) / f"model_{tune.train.max_steps}"
-    assert snr.loss.snr_gamma > 0 and tune.loss.snr_gamma == 0
-    assert snr.model.unet == tune.model.unet and snr.data == tune.data and snr.generation == tune.generation
-    assert snr.train.output_dir != tune.train.output_dir
-    assert snr.train.max_steps % snr.checkpoint.every == 0  # the installed step is a checkpoint
+    base = load_config(root / "configs/bundled/higen.yaml")
+    spatial = load_config(root / "configs/bundled/attributes_spatial.yaml")
+    video = load_config(root / "configs/bundled/attributes_video.yaml")
+    assert spatial.model.unet.attribute_values and spatial.loss.attribute_weight > 0
+    assert spatial.data.videos is None and spatial.cues.image_probability == 1.0  # text to one frame only
+    assert video.model.init == "folder" and Path(video.model.path) == Path(spatial.train.output_dir) / "model"
+    assert video.model.unet == spatial.model.unet and video.generation == spatial.generation == base.generation
+    assert video.model.text_encoder == spatial.model.text_encoder and video.model.autoencoder == spatial.model.autoencoder
+    assert video.data.videos and 0 < video.cues.image_probability < 1
+    assert video.train.output_dir != spatial.train.output_dir  # the first stage's checkpoints stay
+    assert [r.pattern for r in video.optim.param_groups] == ["@spatial"] and video.optim.param_groups[0].lr_scale < 1
     script = (root / "scripts/train_bundled.sh").read_text()
-    assert f"SNR_STEP=${{SNR_STEP:-{snr.train.max_steps}}}" in script
-    assert "--config \"$SNR_CONFIG\" --resume" in script  # a stopped stage continues where it stopped
-    assert "runs/bundled_higen_snr/checkpoints" in script and snr.train.output_dir == "runs/bundled_higen_snr"
+    for config in ("attributes_spatial.yaml", "attributes_video.yaml"):
+        assert f"configs/bundled/{config}" in script
+    assert script.count('--resume >> runs/bundled_attr_') == 2  # a stopped stage continues where it stopped
+    assert f"higen.bundled install {video.train.output_dir}/model" in script
