@@ -19,9 +19,9 @@ true shape token and with a wrong one. ``words`` asks the same of a trained mode
 path: held-out middle frames, with the true caption and with the caption's shape word swapped. ``detail``
 asks how fine the latent detail that carries the shape is: clean latents under noise and under a blur.
 ``parsed`` reads an oracle run through text: a parser trained on the cached captions mixes the oracle's own
-tokens. ``priors`` judges a model folder's spatial stage as ``train`` judges its runs. ``context`` asks what a text run's context carries: each attribute's share of its variance and linear probes
-of shape, colour and background. Results:
-docs/bundled_model.md ("Why shape and direction are not learned yet").
+tokens. ``priors`` judges a model folder's spatial stage as ``train`` judges its runs. ``context`` asks what a
+text run's context carries: each attribute's share of its variance and linear probes of shape, colour and
+background. Results: docs/bundled_model.md ("How shape was learned, and why direction is not yet").
 
     python benchmarks/oracle_ladder.py cache runs/ladder/images --n 8000                 # 64 x 64 middle frames
     python benchmarks/oracle_ladder.py train runs/ladder/oracle --cache runs/ladder/images --context oracle
@@ -42,12 +42,12 @@ docs/bundled_model.md ("Why shape and direction are not learned yet").
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 12000 --decay-from 10000 --eval-every 500
     python benchmarks/oracle_ladder.py x0 runs/ladder/oracle --cache runs/ladder/images
     python benchmarks/oracle_ladder.py words                                             # the bundled model
-    python benchmarks/oracle_ladder.py words runs/bundled_attr_video/model           # any model folder
+    python benchmarks/oracle_ladder.py words runs/bundled_attr_video/model               # any model folder
     python benchmarks/oracle_ladder.py detail runs/ladder/images
     python benchmarks/oracle_ladder.py train runs/ladder/attr_lr5 --cache runs/ladder/images --context attributes \\
         --snr-gamma 5 --lr 5e-4 --warmup 500 --clip 0.5 --steps 5000 --eval-every 500
     python benchmarks/oracle_ladder.py parsed runs/ladder/oracle_lr5 --cache runs/ladder/images      # ~2 min
-    python benchmarks/oracle_ladder.py priors runs/bundled_attr_spatial/model_12000                 # any model folder
+    python benchmarks/oracle_ladder.py priors runs/bundled_attr_spatial/model --sets 3   # any model folder
     python benchmarks/oracle_ladder.py context runs/ladder/res_snr_lr5 --cache runs/ladder/images
 
 Each ``train`` run writes ``log.jsonl`` (loss by timestep quarter every 50 steps; judged shape, colour and
