@@ -19,6 +19,8 @@ guidance 4, the bundled defaults' cues) and the judge reads each clip's directio
     python benchmarks/direction_ladder.py runs/dirladder/pooled --input pooled --steps 300
     python benchmarks/direction_ladder.py runs/dirladder/oracle_hi --input oracle --shards 8 --steps 400 \\
         --eval-every 200 --high-fraction 0.9          # 4 s per step on 2 cores
+    python benchmarks/direction_ladder.py runs/dirladder/text_hi990 --input text --shards 8 --steps 300 \
+        --eval-every 100 --high-from 990 --high-fraction 0.75 --levels 990 999   # the model card's t >= 990 run
 
 The cache is the bundled recipe's video cache; its first 8 shards (2,048 clips) are enough and take ~10 min:
 ``higen train-cache runs/bundled_cache/videos --config configs/bundled/higen.yaml --kind video --batch-size 16

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", required=True, help="PNG to write")
     parser.add_argument("--window", type=int, default=10, help="running-mean window in log points")
     parser.add_argument("--kind", default=None, help="only entries of this step kind (video or image)")
-    parser.add_argument("--title", default="training loss (v-prediction MSE)")
+    parser.add_argument("--title", default="training loss as logged (the run's weighted v-loss + attribute loss)")
     args = parser.parse_args(argv)
     try:
         import matplotlib

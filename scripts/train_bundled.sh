@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Train the bundled model from nothing, on a CPU (docs/bundled_model.md): the autoencoder, the latent caches,
-# the spatial stage with the attribute context, the video stage, then install that model into the package
-# (higen/assets/bundled_model, in fp16). Every training stage resumes from its last checkpoint.
+# the spatial stage with the attribute context, the video stage, the cue stage (the plain loss on video steps),
+# then install that model into the package (higen/assets/bundled_model, in fp16). Every training stage resumes
+# from its last checkpoint.
 #   bash scripts/train_bundled.sh                 # everything
-#   STAGE=spatial bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | spatial | video | install
+#   STAGE=spatial bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | spatial | video | cues | install
 #   AUTOENCODER=shipped bash scripts/train_bundled.sh   # reuse the shipped model's autoencoder instead of training
 #                                                       # one (what the current bundled model did)
 #   STAGE=ablation bash scripts/train_bundled.sh  # only the decoupling's measurement: HiGen (configs/bundled/higen.yaml)
@@ -14,6 +15,7 @@ HIGEN=${HIGEN:-.venv/bin/higen}
 CONFIG=configs/bundled/higen.yaml
 SPATIAL_CONFIG=configs/bundled/attributes_spatial.yaml
 VIDEO_CONFIG=configs/bundled/attributes_video.yaml
+CUES_CONFIG=configs/bundled/attributes_cues.yaml
 STAGE=${STAGE:-autoencoder}
 
 if [ "$STAGE" = ablation ]; then
@@ -30,7 +32,7 @@ if [ "$STAGE" = ablation ]; then
   exit 0
 fi
 
-stages=(autoencoder cache spatial video install)
+stages=(autoencoder cache spatial video cues install)
 run_from=-1
 for i in "${!stages[@]}"; do [ "${stages[$i]}" = "$STAGE" ] && run_from=$i; done
 [ "$run_from" -ge 0 ] || { echo "STAGE must be one of: ${stages[*]} ablation (got '$STAGE')" >&2; exit 2; }
@@ -59,6 +61,9 @@ if [ "$run_from" -le 3 ]; then
   OMP_NUM_THREADS=2 "$HIGEN" train --config "$VIDEO_CONFIG" --resume >> runs/bundled_attr_video.log 2>&1
 fi
 if [ "$run_from" -le 4 ]; then
-  # The shipped weights: the video stage's EMA at its last step; the folder carries the generation defaults.
-  .venv/bin/python -m higen.bundled install runs/bundled_attr_video/model
+  OMP_NUM_THREADS=2 "$HIGEN" train --config "$CUES_CONFIG" --resume >> runs/bundled_attr_cues.log 2>&1
+fi
+if [ "$run_from" -le 5 ]; then
+  # The shipped weights: the cue stage's EMA at its last step; the folder carries the generation defaults.
+  .venv/bin/python -m higen.bundled install runs/bundled_attr_cues/model
 fi

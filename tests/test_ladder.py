@@ -1,4 +1,4 @@
-"""The oracle ladder's measurements (benchmarks/oracle_ladder.py), which the model card cites."""
+"""The oracle ladder's and the direction gap's measurements (benchmarks/), which the model card cites."""
 
 import importlib.util
 from pathlib import Path
@@ -9,6 +9,18 @@ import torch
 _SPEC = importlib.util.spec_from_file_location("oracle_ladder", Path(__file__).parents[1] / "benchmarks" / "oracle_ladder.py")
 ladder = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(ladder)
+
+
+def _benchmark(name: str):
+    import sys
+
+    folder = str(Path(__file__).parents[1] / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # the scripts import their neighbours
+    spec = importlib.util.spec_from_file_location(name, Path(folder) / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_variance_share_is_the_group_means_share():
@@ -33,3 +45,19 @@ def test_pooled_context_ignores_padding_and_has_the_oracle_norm():
     torch.testing.assert_close(out, pooled(words))
     assert out.norm(dim=-1).mean().item() == pytest.approx(64**0.5, rel=0.01)  # an N(0, 1) token of 64
     assert not torch.allclose(pooled(torch.randn(1, 5, 12)), pooled(torch.randn(1, 5, 12)))
+
+
+def test_the_direction_gaps_counterfactual_clips_share_the_true_clips_middle_frame():
+    import numpy as np
+
+    from higen.world.render import render
+
+    gap = _benchmark("direction_gap")
+    spec = gap.moving_clips(1)[0]
+    prior = render(spec, 16, 64, 64)[8]
+    for direction, speed in (("left", 0.07), ("up", 0.25), ("still", 0.0), (spec.direction, spec.speed)):
+        clip = render(gap.through(spec, direction, speed), 16, 64, 64)
+        np.testing.assert_array_equal(clip[8], prior)
+        assert not np.array_equal(clip[0], clip[15]) or direction == "still"
+    first = lambda d: render(gap.through(spec, d, 0.2), 16, 64, 64)[0].astype(float)  # noqa: E731
+    assert np.abs(first("left") - first("right")).sum() > 0  # different ways out of the same middle

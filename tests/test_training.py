@@ -106,6 +106,28 @@ def test_min_snr_weighted_loss_is_the_clean_image_loss_weighted_by_min_snr_gamma
         load_config(None, ["loss.snr_gamma=-1"])
 
 
+def test_video_steps_can_keep_the_plain_loss_while_image_steps_use_min_snr(tmp_path, monkeypatch):
+    import higen.training.trainer as trainer_module
+
+    used = []
+
+    class Recording(VPredictionLoss):
+        def __call__(self, model, x0, *args, **kwargs):
+            used.append((x0.shape[2] == 1, self.snr_gamma))
+            return super().__call__(model, x0, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "VPredictionLoss", Recording)
+    common = ("train.max_steps=6", "cues.image_probability=0.5", "loss.snr_gamma=5", "checkpoint.export_model=false")
+    run(tmp_path / "a", *common, "loss.video_snr_gamma=0")
+    assert {image for image, _ in used} == {True, False}
+    assert all(gamma == (5.0 if image else 0.0) for image, gamma in used)
+    used.clear()
+    run(tmp_path / "b", *common)  # unset: video steps follow snr_gamma
+    assert {gamma for _, gamma in used} == {5.0}
+    with pytest.raises(ValueError, match="loss.video_snr_gamma"):
+        load_config(None, ["loss.video_snr_gamma=-1"])
+
+
 def test_noise_and_timesteps_follow_their_keys():
     gens = sample_generators(7, 3, [11], "noise")
     noise = draw_noise(gens, (4, 2, 5, 5), 0.1)

@@ -72,6 +72,9 @@ class LossSection:
     # Min-SNR-gamma per-sample weights (Hang et al., ICCV 2023; higen.training.loss.min_snr_weights), e.g. 5.
     # 0: the release's unweighted loss.
     snr_gamma: float = 0.0
+    # Min-SNR-gamma of the video steps alone (None: snr_gamma). 0 keeps the plain v-loss on video steps: Min-SNR-5
+    # weights the noisiest timesteps, where a clip's motion and its cues' effect are decided, at a hundredth or less.
+    video_snr_gamma: float | None = None
     # Weight of the attribute context's cross-entropy (model.unet.attribute_values: not in the release) against
     # the attributes each caption states, read by the procedural world's caption parser
     # (higen.world.captions.attribute_labels); added to the denoising loss. 0: the denoising loss alone.
@@ -245,6 +248,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config: loss.timesteps must be [low, high) with 0 <= low < high; got {list(cfg.loss.timesteps)}")
     if cfg.loss.snr_gamma < 0:
         raise ValueError(f"config: loss.snr_gamma must not be negative (0: no Min-SNR weighting); got {cfg.loss.snr_gamma}")
+    if cfg.loss.video_snr_gamma is not None and cfg.loss.video_snr_gamma < 0:
+        raise ValueError(f"config: loss.video_snr_gamma must not be negative (0: no Min-SNR weighting); got {cfg.loss.video_snr_gamma}")
     if cfg.loss.foreground_weight < 0:
         raise ValueError(f"config: loss.foreground_weight must not be negative (0: the plain loss); got {cfg.loss.foreground_weight}")
     if cfg.loss.attribute_weight < 0:

@@ -149,7 +149,10 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     lr_schedule = make_lr_schedule(optimizer, cfg.optim, t_cfg.max_steps)
     scaler = torch.amp.GradScaler("cuda") if t_cfg.precision == "fp16" else None
     ema = EMA(trainable, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
-    loss_fn = VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma)
+    video_gamma = cfg.loss.snr_gamma if cfg.loss.video_snr_gamma is None else cfg.loss.video_snr_gamma
+    loss_fns = {"image": VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma),
+                "video": VPredictionLoss(components.schedule, cfg.loss.foreground_weight, video_gamma)}
+    loss_fn = loss_fns["video"]
     attribute_loss = AttributeLoss(unet.config.attribute_values, cfg.loss.attribute_weight) if cfg.loss.attribute_weight else None
     t_low, t_high = cfg.loss.timesteps
     if t_high > loss_fn.num_timesteps:
@@ -201,7 +204,7 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
             noise = draw_noise(sample_generators(t_cfg.seed, step, inputs.indices, "noise"), tuple(inputs.latents.shape[1:]), cfg.cues.offset_noise)
             with no_gradient_sync(model, micro < t_cfg.grad_accum - 1):
                 with _autocast(t_cfg.precision, device):
-                    loss = loss_fn(model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean()
+                    loss = loss_fns[kind](model, inputs.latents, t, noise, text=inputs.text, **inputs.cues.unet_kwargs()).mean()
                     if attribute_loss is not None:
                         loss = loss + attribute_loss(unwrap(model).text_resampler, inputs.text, batch.captions, inputs.dropped)
                     loss = loss / t_cfg.grad_accum
