@@ -61,3 +61,20 @@ def test_the_direction_gaps_counterfactual_clips_share_the_true_clips_middle_fra
         assert not np.array_equal(clip[0], clip[15]) or direction == "still"
     first = lambda d: render(gap.through(spec, d, 0.2), 16, 64, 64)[0].astype(float)  # noqa: E731
     assert np.abs(first("left") - first("right")).sum() > 0  # different ways out of the same middle
+
+
+def test_the_moved_prior_keeps_the_middle_frame_and_moves_content_with_the_velocity():
+    import numpy as np
+
+    warp = _benchmark("warped_prior")
+    prior = torch.zeros(2, 1, 16, 16)
+    prior[:, :, 6:10, 6:10] = 1.0  # a square in the middle
+    moved = warp.moved_prior(prior, np.array([[0.25, 0.0], [0.0, -0.25]]), frames=16)  # right; up (y down)
+    assert moved.shape == (2, 1, 16, 16, 16)
+    torch.testing.assert_close(moved[:, :, 8], prior)
+    xs = torch.arange(16.0)
+    centroid = lambda img, dim: (img.sum(dim=dim) * xs).sum() / img.sum()  # noqa: E731
+    # 0.25 sides/s over 2 s in 16 frames: 1/32 side = 0.5 latent cell per frame; frame 15 is 7 frames after the middle.
+    assert centroid(moved[0, 0, 15], 0) - centroid(prior[0, 0], 0) == pytest.approx(3.5, abs=0.05)
+    assert centroid(moved[0, 0, 0], 0) - centroid(prior[0, 0], 0) == pytest.approx(-4.0, abs=0.05)
+    assert centroid(moved[1, 0, 15], 1) - centroid(prior[1, 0], 1) == pytest.approx(-3.5, abs=0.05)

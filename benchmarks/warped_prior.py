@@ -1,0 +1,119 @@
+"""Oracle: does the bundled model follow a spatial prior that moves from frame to frame? (docs/bundled_model.md)
+
+HiGen adds the one spatial prior (the middle frame) to every frame alike. Here each frame gets it translated
+to where the true clip's object is in that frame (the middle latent frame shifted by the clip's true velocity,
+bilinear, edges repeated), through the model's own prior embedding and without any training: the input conv's
+output gets ``prior_embed(moved frame) - prior_embed(prior)``. For the 24 held-out moving clips of
+``direction_probe.py`` it prints, for the prior as trained, moved the true way and moved the opposite way: the
+error of the one-step prediction at t = 999 against the true clip, the moved prior's own error, and how many
+of the 24 clips the temporal stage samples (DPM-Solver++ 25, guidance 4, the default cues, from the true
+middle frame) move the true way.
+
+    python benchmarks/warped_prior.py            # the bundled model, ~8 min on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from higen.cues import Cues, middle_frame
+from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
+from higen.diffusion.schedule import NoiseSchedule, offset_noise, predicted_x0
+from higen.encoders.autoencoder import to_unit_range
+from higen.pipeline.pipeline import HiGenPipeline
+from higen.world.judge import measure
+from higen.world.render import render
+from higen.world.spec import CLIP_SECONDS
+
+from direction_probe import OPPOSITE, moving_clips, prompt  # benchmarks/ is the script's folder
+
+
+def moved_prior(prior: torch.Tensor, velocities: np.ndarray, frames: int) -> torch.Tensor:
+    """``prior`` ``b c h w`` translated for each frame ``i`` by ``(i - frames // 2)`` frames of ``velocities``
+    ``b 2`` (image sides per second, x right, y down) -> ``b c f h w``; frame ``frames // 2`` is the prior."""
+    per_frame = torch.as_tensor(velocities, dtype=torch.float32) * CLIP_SECONDS / frames  # image sides per frame
+    offsets = torch.arange(frames, dtype=torch.float32) - frames // 2
+    shift = 2.0 * offsets[None, :, None] * per_frame[:, None, :]  # b f 2, in grid units ([-1, 1] spans a side)
+    b, c, h, w = prior.shape
+    theta = torch.zeros(b * frames, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = -shift.reshape(-1, 2)  # sample from where the content was: output(p) = prior(p - shift)
+    grid = F.affine_grid(theta, (b * frames, c, h, w), align_corners=False)
+    repeated = prior[:, None].expand(-1, frames, -1, -1, -1).reshape(b * frames, c, h, w)
+    moved = F.grid_sample(repeated, grid, padding_mode="border", align_corners=False)
+    return moved.reshape(b, frames, c, h, w).transpose(1, 2)
+
+
+class _PerFramePrior(nn.Module):
+    """The UNet's input conv plus each frame's moved prior in place of the shared one."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.conv, self.embed = unet.input_conv, unet.prior_embed
+        self.moved: torch.Tensor | None = None  # b c f h w
+        self.prior: torch.Tensor | None = None  # b c h w
+
+    @property
+    def weight(self) -> torch.Tensor:  # HiGenUNet.dtype reads it
+        return self.conv.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.moved is None:
+            return out
+        b, _, f = self.moved.shape[:3]
+        copies = x.shape[0] // (b * f)  # guidance batches the branches
+        moved = self.moved.transpose(1, 2).repeat(copies, 1, 1, 1, 1).flatten(0, 1)
+        return out + self.embed(moved) - self.embed(self.prior).repeat(copies, 1, 1, 1).repeat_interleave(f, dim=0)
+
+
+@contextmanager
+def per_frame_prior(unet: nn.Module, prior: torch.Tensor, moved: torch.Tensor | None):
+    patch = _PerFramePrior(unet)
+    patch.prior, patch.moved = prior, moved
+    unet._modules["input_conv"] = patch
+    try:
+        yield unet
+    finally:
+        unet._modules["input_conv"] = patch.conv
+
+
+@torch.no_grad()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    args = p.parse_args()
+
+    pipe = HiGenPipeline.from_pretrained(args.model, dtype=torch.float32)
+    unet, frames = pipe.unet, 16
+    specs = moving_clips(24)
+    video = to_unit_range(torch.from_numpy(np.stack([render(s, frames, 64, 64) for s in specs])).permute(0, 4, 1, 2, 3))
+    z = pipe.autoencoder.encode(video, sample=False)
+    prior, velocities = middle_frame(z), np.array([s.velocity() for s in specs])
+    text, null = pipe.encode_prompts([prompt(s, s.direction) for s in specs]), pipe.encode_prompts([""] * len(specs))
+    defaults, alphas = pipe.defaults, NoiseSchedule().alphas_cumprod().float()
+    cues = Cues.from_controls(defaults.motion, defaults.appearance, len(specs), frames, unet.config.appearance_width, prior)
+    t = torch.full((len(specs),), 999)
+    x_t = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))  # zero SNR: x_999 is the noise
+    for name, moved in (("as trained", None), ("moved the true way", moved_prior(prior, velocities, frames)),
+                        ("moved the opposite way", moved_prior(prior, -velocities, frames))):
+        with per_frame_prior(unet, prior, moved):
+            x0 = predicted_x0(alphas, x_t, t, unet(x_t, t, text, **Cues.from_clip(z).unet_kwargs()))
+            noise = offset_noise(tuple(z.shape), 0.1, generator=torch.Generator().manual_seed(1))
+            latents = sample(guided_denoiser(unet, text, null, cues, 4.0), noise, make_sampler("dpm++", NoiseSchedule()), 25)
+        shown = [measure(v).direction for v in pipe.decode(latents)]
+        print(json.dumps({"prior": name, "error at t=999": round(float((x0 - z).pow(2).mean()), 4),
+                          "moved prior's own error": None if moved is None else round(float((moved - z).pow(2).mean()), 4),
+                          "sampled: true way": sum(a == s.direction for a, s in zip(shown, specs)),
+                          "sampled: opposite": sum(a == OPPOSITE[s.direction] for a, s in zip(shown, specs)),
+                          "sampled: still": sum(a not in OPPOSITE for a in shown)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
