@@ -36,12 +36,13 @@ from direction_probe import OPPOSITE, moving_clips, prompt  # benchmarks/ is the
 
 def moved_prior(prior: torch.Tensor, velocities: np.ndarray, frames: int) -> torch.Tensor:
     """``prior`` ``b c h w`` translated for each frame ``i`` by ``(i - frames // 2)`` frames of ``velocities``
-    ``b 2`` (image sides per second, x right, y down) -> ``b c f h w``; frame ``frames // 2`` is the prior."""
-    per_frame = torch.as_tensor(velocities, dtype=torch.float32) * CLIP_SECONDS / frames  # image sides per frame
-    offsets = torch.arange(frames, dtype=torch.float32) - frames // 2
+    ``b 2`` (image sides per second, x right, y down; a tensor keeps its gradient) -> ``b c f h w``; frame
+    ``frames // 2`` is the prior."""
+    per_frame = torch.as_tensor(velocities, dtype=torch.float32, device=prior.device) * CLIP_SECONDS / frames  # sides/frame
+    offsets = torch.arange(frames, dtype=torch.float32, device=prior.device) - frames // 2
     shift = 2.0 * offsets[None, :, None] * per_frame[:, None, :]  # b f 2, in grid units ([-1, 1] spans a side)
     b, c, h, w = prior.shape
-    theta = torch.zeros(b * frames, 2, 3)
+    theta = torch.zeros(b * frames, 2, 3, device=prior.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, :, 2] = -shift.reshape(-1, 2)  # sample from where the content was: output(p) = prior(p - shift)
     grid = F.affine_grid(theta, (b * frames, c, h, w), align_corners=False)
