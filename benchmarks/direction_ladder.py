@@ -6,8 +6,8 @@ beside the frame's normalised time, so it reaches every ResBlock at every resolu
 
     text     nothing extra: the bundled model's own path (MiniLM -> resampler -> cross-attention)
     oracle   the clip's true direction, one-hot: no text at all
-    warp     a velocity read linearly from the UNet's context tokens (zero-initialised) moves the prior frame by
-             frame (benchmarks/warped_prior.py) in place of the frame embedding's extra input
+    warp     the moving prior (UNetConfig.prior_motion: a travel read linearly from the UNet's context tokens,
+             zero-initialised, moves the prior frame by frame) in place of the frame embedding's extra input
     pooled   the mean of MiniLM's token states of the caption (where the direction word survives: a linear probe
              reads it from 98 % of held-out captions, against 37 % from the resampler's context tokens)
 
@@ -71,28 +71,14 @@ class DirectionInput(nn.Module):
         base = unet.config.base_channels
         width = {"oracle": NULL + 1, "pooled": unet.config.text_dim}.get(kind)
         self.embed = mlp(width + base, unet.config.embed_dim, zero_last=True) if width else None
-        if kind == "warp":  # a velocity read from the UNet's own context moves the prior frame by frame
-            from warped_prior import _PerFramePrior
-
-            tokens = len(unet.config.attribute_values) if unet.config.attribute_values else unet.config.num_text_tokens
-            self.velocity = nn.Linear(tokens * unet.config.context_dim, 2)
-            nn.init.zeros_(self.velocity.weight)
-            nn.init.zeros_(self.velocity.bias)
-            self.patch = _PerFramePrior(unet)
-            unet._modules["input_conv"] = self.patch
+        if kind == "warp":  # the moving prior (UNetConfig.prior_motion), zero-initialised
+            unet.add_prior_motion()
         inner = unet.frame_embedding
         unet.frame_embedding = lambda t, b, f, *cues: inner(t, b, f, *cues) + self._extra
 
     def forward(self, x, timesteps, text, **cues):
         text, label = text[:, :-1], text[:, -1, 0].long()
         b, f = x.shape[0], x.shape[2]
-        if self.kind == "warp":
-            from warped_prior import moved_prior
-
-            # Scaled so that Adam's steps move a velocity by ~0.005 image sides per second (the world's: 0.07-0.25).
-            velocity = 0.01 * self.velocity(self.unet.text_resampler(text).flatten(1))
-            self.patch.prior = cues["spatial_prior"]
-            self.patch.moved = moved_prior(cues["spatial_prior"], velocity, f)
         if self.embed is None:
             self._extra = 0.0
         else:

@@ -19,13 +19,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from higen.cues import Cues, middle_frame
 from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise, predicted_x0
 from higen.encoders.autoencoder import to_unit_range
+from higen.models import layers
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.world.judge import measure
 from higen.world.render import render
@@ -34,21 +34,11 @@ from higen.world.spec import CLIP_SECONDS
 from direction_probe import OPPOSITE, moving_clips, prompt  # benchmarks/ is the script's folder
 
 
-def moved_prior(prior: torch.Tensor, velocities: np.ndarray, frames: int) -> torch.Tensor:
-    """``prior`` ``b c h w`` translated for each frame ``i`` by ``(i - frames // 2)`` frames of ``velocities``
-    ``b 2`` (image sides per second, x right, y down; a tensor keeps its gradient) -> ``b c f h w``; frame
-    ``frames // 2`` is the prior."""
-    per_frame = torch.as_tensor(velocities, dtype=torch.float32, device=prior.device) * CLIP_SECONDS / frames  # sides/frame
-    offsets = torch.arange(frames, dtype=torch.float32, device=prior.device) - frames // 2
-    shift = 2.0 * offsets[None, :, None] * per_frame[:, None, :]  # b f 2, in grid units ([-1, 1] spans a side)
-    b, c, h, w = prior.shape
-    theta = torch.zeros(b * frames, 2, 3, device=prior.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = -shift.reshape(-1, 2)  # sample from where the content was: output(p) = prior(p - shift)
-    grid = F.affine_grid(theta, (b * frames, c, h, w), align_corners=False)
-    repeated = prior[:, None].expand(-1, frames, -1, -1, -1).reshape(b * frames, c, h, w)
-    moved = F.grid_sample(repeated, grid, padding_mode="border", align_corners=False)
-    return moved.reshape(b, frames, c, h, w).transpose(1, 2)
+def moved_prior(prior: torch.Tensor, velocities, frames: int) -> torch.Tensor:
+    """``prior`` ``b c h w`` moved frame by frame at ``velocities`` ``b 2`` (image sides per second, x right, y down;
+    a tensor keeps its gradient) -> ``b c f h w`` (:func:`higen.models.layers.moved_prior`)."""
+    travel = torch.as_tensor(velocities, dtype=prior.dtype, device=prior.device) * CLIP_SECONDS
+    return layers.moved_prior(prior, travel, frames)
 
 
 class _PerFramePrior(nn.Module):

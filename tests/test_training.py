@@ -434,6 +434,21 @@ def test_folder_init_trains_fp32_weights_from_an_fp16_folder(tmp_path):
     assert all(torch.equal(unet.state_dict()[k], v.float()) for k, v in half.items())
 
 
+def test_add_prior_motion_widens_a_folder_zero_initialised_and_resumes_into_the_same_config(tmp_path):
+    from support import save_tiny_model
+    from higen.training.components import build_unet, expected_unet_config
+
+    model = save_tiny_model(tmp_path / "tiny")
+    cfg = tiny_config(tmp_path / "run", "model.init=folder", f"model.path={model}", "model.add_prior_motion=true")
+    unet = build_unet(cfg)
+    assert unet.config.prior_motion and expected_unet_config(cfg) == unet.config
+    assert not unet.prior_velocity.weight.any() and not unet.prior_velocity.bias.any()
+    resumed = build_unet(cfg, load_weights=False)  # resuming builds the widened UNet, to take the checkpoint's weights
+    assert set(resumed.state_dict()) == set(unet.state_dict())
+    with pytest.raises(ValueError, match="model.add_prior_motion"):
+        load_config(None, ["model.add_prior_motion=true"])
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 

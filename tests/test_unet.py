@@ -56,6 +56,57 @@ def test_new_branches_are_zero_initialised():
     assert torch.equal(plain, model.out[2].bias.view(1, -1, 1, 1, 1).expand_as(plain))
 
 
+def test_moved_prior_translates_each_frame_by_its_share_of_the_travel():
+    from higen.models.layers import moved_prior
+
+    prior = torch.zeros(2, 1, 16, 16)
+    prior[:, :, 6:10, 6:10] = 1.0  # a square in the middle
+    travel = torch.tensor([[0.5, 0.0], [0.0, -0.25]])  # half a side right; a quarter up (y down)
+    moved = moved_prior(prior, travel, frames=8)
+    assert moved.shape == (2, 1, 8, 16, 16)
+    torch.testing.assert_close(moved[:, :, 4], prior)  # frame f // 2 is the prior
+    torch.testing.assert_close(moved_prior(prior, torch.zeros(2, 2), 8), prior[:, :, None].expand(-1, -1, 8, -1, -1))
+    xs = torch.arange(16.0)
+    centre = lambda img, dim: (img.sum(dim=dim) * xs).sum() / img.sum()  # noqa: E731  (dim 0: x, dim 1: y)
+    # Frame 7 is 3/8 of the clip after the middle: 0.5 * 3/8 side = 3 cells of 16 to the right; frame 0 4 cells left.
+    assert centre(moved[0, 0, 7], 0) - centre(prior[0, 0], 0) == pytest.approx(3.0, abs=0.05)
+    assert centre(moved[0, 0, 0], 0) - centre(prior[0, 0], 0) == pytest.approx(-4.0, abs=0.05)
+    assert centre(moved[1, 0, 7], 1) - centre(prior[1, 0], 1) == pytest.approx(-1.5, abs=0.05)
+    travel.requires_grad_(True)
+    (moved_prior(prior, travel, 8)[:, :, 0] * xs).sum().backward()  # x-weighted mass of frame 0
+    assert travel.grad.abs().sum() > 0  # differentiable in the travel
+
+
+def test_prior_motion_is_zero_initialised_moves_the_prior_by_the_context_and_is_not_in_the_release():
+    config = tiny_unet_config(prior_motion=True)
+    torch.manual_seed(0)
+    model = randomize(HiGenUNet(config))
+    with torch.no_grad():
+        model.prior_velocity.weight.zero_()
+        model.prior_velocity.bias.zero_()
+    plain = HiGenUNet(tiny_unet_config())
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior_velocity.")})
+    plain.eval()
+    args = dict(inputs(config, f=4), spatial_prior=torch.randn(2, config.in_channels, 8, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(model(**args), plain(**args), atol=1e-5, rtol=1e-4)  # zero travel: the release's path
+        model.prior_velocity.bias.copy_(torch.tensor([10.0, 0.0]))  # travel 0.2 sides to the right
+        assert not torch.allclose(model(**args), plain(**args), atol=1e-3)
+        image = dict(inputs(config, f=1), spatial_prior=args["spatial_prior"])
+        torch.testing.assert_close(model(**image), plain(**image))  # one frame: nothing moves
+    # Widening a built UNet: zero-initialised, so it computes what it did.
+    widened = HiGenUNet(tiny_unet_config()).eval()
+    before = widened(**args).detach()
+    widened.add_prior_motion()
+    assert widened.config.prior_motion and widened.prior_velocity is not None
+    torch.testing.assert_close(widened(**args).detach(), before, atol=1e-5, rtol=1e-4)
+    loss = widened(**args).pow(2).mean()
+    loss.backward()
+    assert widened.prior_velocity.weight.grad is not None
+    with pytest.raises(ValueError, match="prior_motion"):
+        unet_to_vgen_state_dict(model)
+
+
 def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_normalised_time():
     config = tiny_unet_config(frame_position=True)
     torch.manual_seed(0)

@@ -168,6 +168,23 @@ class TokenConv1d(nn.Conv1d):
         return F.linear(x, self.weight.squeeze(-1), self.bias)
 
 
+def moved_prior(prior: torch.Tensor, travel: torch.Tensor, frames: int) -> torch.Tensor:
+    """``prior`` ``b c h w`` translated for frame ``i`` by ``travel * (i - frames // 2) / frames`` -> ``b c f h w``.
+
+    ``travel`` ``b 2``: (x right, y down) in image sides over the clip. Bilinear, the edges repeated, and
+    differentiable in ``travel``; frame ``frames // 2`` (and every frame at zero travel) is the prior itself.
+    """
+    b, c, h, w = prior.shape
+    offsets = (torch.arange(frames, device=prior.device, dtype=prior.dtype) - frames // 2) / frames
+    shift = 2.0 * offsets[None, :, None] * travel.to(prior.dtype)[:, None, :]  # grid units: [-1, 1] spans a side
+    theta = torch.cat([torch.eye(2, device=prior.device, dtype=prior.dtype).expand(b * frames, 2, 2),
+                       -shift.reshape(b * frames, 2, 1)], dim=2)  # sample where the content was: out(p) = prior(p - shift)
+    grid = F.affine_grid(theta, [b * frames, c, h, w], align_corners=False)
+    repeated = prior[:, None].expand(-1, frames, -1, -1, -1).reshape(b * frames, c, h, w)
+    moved = F.grid_sample(repeated, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return moved.reshape(b, frames, c, h, w).transpose(1, 2)
+
+
 def add_frames(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Residual ``x`` ``(b f) c h w`` + ``y`` ``b f c h w`` (any strides), in ``x``'s memory layout.
 

@@ -7,6 +7,7 @@ clip (the temporal stage).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from higen.models.layers import (
     Upsample,
     add_frames,
     mlp,
+    moved_prior,
     sinusoidal_embedding,
     zero_,
 )
@@ -84,8 +86,10 @@ class HiGenUNet(nn.Module):
             self.text_resampler = AttributeContext(c.text_dim, c.context_dim, c.attribute_values)
         else:
             self.text_resampler = TextResampler(c.text_dim, emb_dim, c.context_dim, c.num_text_tokens, c.resampler_depth, c.resampler_heads)
-        # The spatial prior enters once, added after the input conv, identically for every frame.
+        # The spatial prior enters once, added after the input conv, identically for every frame (or, with
+        # config.prior_motion, moved in each frame by a travel read from the context).
         self.prior_embed = zero_(nn.Conv2d(c.in_channels, base, 3, padding=1))
+        self.prior_velocity = self._prior_velocity() if c.prior_motion else None
         self.input_conv = nn.Conv2d(c.in_channels, base, 3, padding=1)
         self.input_temporal = TemporalTransformer(base, c.init_temporal_heads, c.head_dim) if c.temporal_attention else None
 
@@ -159,6 +163,29 @@ class HiGenUNet(nn.Module):
                 blocks.append(self._unit(in_ch + skips.pop(), out_ch, attention, c.resolved_decoder_context_dim, upsample))
                 in_ch = out_ch
         return blocks
+
+    def _prior_velocity(self) -> nn.Linear:
+        c = self.config
+        tokens = len(c.attribute_values) if c.attribute_values else c.num_text_tokens
+        return zero_(nn.Linear(tokens * c.context_dim, 2))
+
+    def add_prior_motion(self) -> "HiGenUNet":
+        """Give a built UNet ``config.prior_motion`` (zero-initialised: it computes what it did until trained)."""
+        if self.prior_velocity is None:
+            self.config = dataclasses.replace(self.config, prior_motion=True)
+            weight = self.prior_embed.weight
+            self.prior_velocity = self._prior_velocity().to(device=weight.device, dtype=weight.dtype)
+        return self
+
+    def prior_embedding(self, spatial_prior: torch.Tensor, context: torch.Tensor, frames: int) -> torch.Tensor:
+        """The prior's embedding for every frame, ``b f C h w``: the same one broadcast, or (``prior_motion``,
+        more than one frame) the prior moved by the travel read from ``context``."""
+        if self.prior_velocity is None or frames == 1:
+            return self.prior_embed(spatial_prior)[:, None].expand(-1, frames, -1, -1, -1)
+        # Scaled so that an optimiser's steps move the travel by ~0.01 image sides (the world's: 0.14-0.5).
+        travel = 0.02 * self.prior_velocity(context.flatten(1))
+        moved = rearrange(moved_prior(spatial_prior, travel, frames), "b c f h w -> (b f) c h w")
+        return rearrange(self.prior_embed(moved), "(b f) c h w -> b f c h w", f=frames)
 
     # ------------------------------------------------------------------------------- conditioning
     def frame_embedding(
@@ -261,8 +288,8 @@ class HiGenUNet(nn.Module):
             spatial_prior = torch.zeros(b, x.shape[1], h, w, device=x.device, dtype=dtype)
 
         x = self.input_conv(rearrange(x.to(dtype), "b c f h w -> (b f) c h w"))
-        # The prior's embedding is added to every frame: broadcast, not repeated.
-        x = add_frames(x, self.prior_embed(spatial_prior.to(dtype))[:, None].expand(-1, f, -1, -1, -1))
+        # The prior's embedding is added to every frame: broadcast, not repeated (unless it moves).
+        x = add_frames(x, self.prior_embedding(spatial_prior.to(dtype), context, f))
         if self.input_temporal is not None:
             x = self.input_temporal(x, f)
         skips = [x]

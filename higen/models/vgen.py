@@ -183,5 +183,7 @@ def unet_to_vgen_state_dict(model: HiGenUNet) -> dict[str, torch.Tensor]:
         raise ValueError("this UNet has an attribute context (config.attribute_values), which UNetSD_HiGen lacks")
     if model.config.frame_position:
         raise ValueError("this UNet has a frame-position embedding (config.frame_position), which UNetSD_HiGen lacks")
+    if model.config.prior_motion:
+        raise ValueError("this UNet moves its spatial prior (config.prior_motion), which UNetSD_HiGen lacks")
     to_vgen = vgen_key_map(model)
     return {to_vgen[k]: v for k, v in model.state_dict().items()}

@@ -67,6 +67,8 @@ def expected_unet_config(cfg: TrainConfig) -> UNetConfig:
         config = UNetConfig.load(path)
     if m.dropout is not None:
         config = dataclasses.replace(config, dropout=m.dropout, temporal_dropout=m.dropout)
+    if m.add_prior_motion:
+        config = dataclasses.replace(config, prior_motion=True)
     return config
 
 
@@ -94,6 +96,8 @@ def build_unet(cfg: TrainConfig, load_weights: bool = True) -> HiGenUNet:
         unet = HiGenUNet.from_pretrained(Path(m.path) / "unet", dtype=torch.float32)
     if m.dropout is not None:
         set_dropout(unet, m.dropout)
+    if m.add_prior_motion:
+        unet.add_prior_motion()
     return unet
 
 

@@ -37,6 +37,9 @@ class ModelSection:
     tokenizer: str | None = None  # with an OpenCLIP .bin text encoder: CLIP tokenizer folder or bpe_simple_vocab_16e6.txt.gz
     autoencoder: str | None = None  # autoencoder folder or SD 2.1 .ckpt; default: the model folder's autoencoder/
     dropout: float | None = None  # override the UNet's ResBlock/temporal dropout (None: keep the model's)
+    # folder / vgen: give the loaded UNet a moving spatial prior (UNetConfig.prior_motion), zero-initialised, so the
+    # model computes exactly what it did until it is trained. Not in the release.
+    add_prior_motion: bool = False
 
 
 @dataclass
@@ -266,6 +269,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config: optim.lr must be positive; got {cfg.optim.lr}")
     if not 0.0 <= cfg.ema.decay < 1.0:
         raise ValueError(f"config: ema.decay must be in [0, 1); got {cfg.ema.decay}")
+    if cfg.model.add_prior_motion and cfg.model.init == "scratch":
+        raise ValueError("config: model.add_prior_motion widens loaded weights; from scratch set model.unet.prior_motion")
     if cfg.model.init != "scratch" and not cfg.model.path:
         raise ValueError(f"config: model.init={cfg.model.init} needs model.path")
     if cfg.cues.appearance_embedder == "openclip" and not cfg.cues.open_clip:
