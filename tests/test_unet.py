@@ -105,6 +105,11 @@ def test_prior_motion_is_zero_initialised_moves_the_prior_by_the_context_and_is_
     assert widened.prior_velocity.weight.grad is not None
     with pytest.raises(ValueError, match="prior_motion"):
         unet_to_vgen_state_dict(model)
+    import re
+
+    from higen.training.optim import SPATIAL_PATTERN  # the temporal stage's new weights, not the image model's
+
+    assert not any(re.search(SPATIAL_PATTERN, k) for k in model.state_dict() if k.startswith("prior_velocity."))
 
 
 def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_normalised_time():

@@ -22,9 +22,10 @@ from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine
 from higen.training.config import OptimSection, ParamGroupRule
 
 # The pretrained image (Stable Diffusion 2.1) weights: everything but the temporal layers, the
-# cue/prior embeddings and the text resampler. On the released config this names 686 tensors, the
-# SD 2.1 UNet's count (the reference's own list, not shipped with the weights, names 682).
-SPATIAL_PATTERN = r"^(?!.*(temporal|motion_embed|appearance_embed|position_embed|prior_embed|text_resampler))"
+# cue/prior embeddings (and the moving prior's velocity) and the text resampler. On the released config
+# this names 686 tensors, the SD 2.1 UNet's count (the reference's own list, not shipped with the
+# weights, names 682).
+SPATIAL_PATTERN = r"^(?!.*(temporal|motion_embed|appearance_embed|position_embed|prior_embed|prior_velocity|text_resampler))"
 PRESETS = {"@spatial": SPATIAL_PATTERN}
 
 
