@@ -2,8 +2,8 @@
 
 HiGen adds the one spatial prior (the middle frame) to every frame alike. Here each frame gets it translated
 to where the true clip's object is in that frame (the middle latent frame shifted by the clip's true velocity,
-bilinear, edges repeated), through the model's own prior embedding and without any training: the input conv's
-output gets ``prior_embed(moved frame) - prior_embed(prior)``. For the 24 held-out moving clips of
+bilinear, edges repeated), through the model's own prior embedding and without any training (the prior moves
+as with ``UNetConfig.prior_motion``, its travel given). For the 24 held-out moving clips of
 ``direction_probe.py`` it prints, for the prior as trained, moved the true way and moved the opposite way: the
 error of the one-step prediction at t = 999 against the true clip, the moved prior's own error, and how many
 of the 24 clips the temporal stage samples (DPM-Solver++ 25, guidance 4, the default cues, from the true
@@ -26,6 +26,7 @@ from higen.diffusion.sampling import guided_denoiser, make_sampler, sample
 from higen.diffusion.schedule import NoiseSchedule, offset_noise, predicted_x0
 from higen.encoders.autoencoder import to_unit_range
 from higen.models import layers
+from higen.models.unet import HiGenUNet
 from higen.pipeline.pipeline import HiGenPipeline
 from higen.world.judge import measure
 from higen.world.render import render
@@ -41,38 +42,27 @@ def moved_prior(prior: torch.Tensor, velocities, frames: int) -> torch.Tensor:
     return layers.moved_prior(prior, travel, frames)
 
 
-class _PerFramePrior(nn.Module):
-    """The UNet's input conv plus each frame's moved prior in place of the shared one."""
+class _FixedTravel(nn.Module):
+    """Stands in for ``HiGenUNet.prior_velocity``: each sample's travel is given, whatever its context."""
 
-    def __init__(self, unet: nn.Module):
+    def __init__(self, travel: torch.Tensor):
         super().__init__()
-        self.conv, self.embed = unet.input_conv, unet.prior_embed
-        self.moved: torch.Tensor | None = None  # b c f h w
-        self.prior: torch.Tensor | None = None  # b c h w
+        self.travel = travel
 
-    @property
-    def weight(self) -> torch.Tensor:  # HiGenUNet.dtype reads it
-        return self.conv.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        if self.moved is None:
-            return out
-        b, _, f = self.moved.shape[:3]
-        copies = x.shape[0] // (b * f)  # guidance batches the branches
-        moved = self.moved.transpose(1, 2).repeat(copies, 1, 1, 1, 1).flatten(0, 1)
-        return out + self.embed(moved) - self.embed(self.prior).repeat(copies, 1, 1, 1).repeat_interleave(f, dim=0)
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        copies = context.shape[0] // len(self.travel)  # guidance batches the branches
+        return self.travel.repeat(copies, 1) / HiGenUNet.prior_travel_scale
 
 
 @contextmanager
-def per_frame_prior(unet: nn.Module, prior: torch.Tensor, moved: torch.Tensor | None):
-    patch = _PerFramePrior(unet)
-    patch.prior, patch.moved = prior, moved
-    unet._modules["input_conv"] = patch
+def fixed_travel(unet: HiGenUNet, travel: torch.Tensor | None):
+    """The UNet's moving prior (``UNetConfig.prior_motion``) with ``travel`` ``b 2``; None: the prior as trained."""
+    saved = unet.prior_velocity
+    unet.prior_velocity = None if travel is None else _FixedTravel(travel)
     try:
         yield unet
     finally:
-        unet._modules["input_conv"] = patch.conv
+        unet.prior_velocity = saved
 
 
 @torch.no_grad()
@@ -92,9 +82,9 @@ def main() -> None:
     cues = Cues.from_controls(defaults.motion, defaults.appearance, len(specs), frames, unet.config.appearance_width, prior)
     t = torch.full((len(specs),), 999)
     x_t = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))  # zero SNR: x_999 is the noise
-    for name, moved in (("as trained", None), ("moved the true way", moved_prior(prior, velocities, frames)),
-                        ("moved the opposite way", moved_prior(prior, -velocities, frames))):
-        with per_frame_prior(unet, prior, moved):
+    for name, way in (("as trained", None), ("moved the true way", velocities), ("moved the opposite way", -velocities)):
+        moved = None if way is None else moved_prior(prior, way, frames)
+        with fixed_travel(unet, None if way is None else torch.as_tensor(way, dtype=torch.float32) * CLIP_SECONDS):
             x0 = predicted_x0(alphas, x_t, t, unet(x_t, t, text, **Cues.from_clip(z).unet_kwargs()))
             noise = offset_noise(tuple(z.shape), 0.1, generator=torch.Generator().manual_seed(1))
             latents = sample(guided_denoiser(unet, text, null, cues, 4.0), noise, make_sampler("dpm++", NoiseSchedule()), 25)

@@ -164,6 +164,10 @@ class HiGenUNet(nn.Module):
                 in_ch = out_ch
         return blocks
 
+    # The velocity layer's output times this is the travel: an optimiser's steps then move the travel by ~0.01
+    # image sides (the world's travels: 0.14-0.5).
+    prior_travel_scale = 0.02
+
     def _prior_velocity(self) -> nn.Linear:
         c = self.config
         tokens = len(c.attribute_values) if c.attribute_values else c.num_text_tokens
@@ -182,8 +186,7 @@ class HiGenUNet(nn.Module):
         more than one frame) the prior moved by the travel read from ``context``."""
         if self.prior_velocity is None or frames == 1:
             return self.prior_embed(spatial_prior)[:, None].expand(-1, frames, -1, -1, -1)
-        # Scaled so that an optimiser's steps move the travel by ~0.01 image sides (the world's: 0.14-0.5).
-        travel = 0.02 * self.prior_velocity(context.flatten(1))
+        travel = self.prior_travel_scale * self.prior_velocity(context.flatten(1))
         moved = rearrange(moved_prior(spatial_prior, travel, frames), "b c f h w -> (b f) c h w")
         return rearrange(self.prior_embed(moved), "(b f) c h w -> b f c h w", f=frames)
 
