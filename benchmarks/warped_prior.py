@@ -49,9 +49,9 @@ class _FixedTravel(nn.Module):
         super().__init__()
         self.travel = travel
 
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         copies = context.shape[0] // len(self.travel)  # guidance batches the branches
-        return self.travel.repeat(copies, 1) / HiGenUNet.prior_travel_scale
+        return self.travel.repeat(copies, 1)
 
 
 @contextmanager

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train the bundled model from nothing, on a CPU (docs/bundled_model.md): the autoencoder, the latent caches,
 # the spatial stage with the attribute context, the video stage, the cue stage (the plain loss on video steps),
-# then install that model into the package (higen/assets/bundled_model, in fp16). Every training stage resumes
-# from its last checkpoint.
+# the motion stage (a moving spatial prior), then install that model into the package (higen/assets/bundled_model,
+# in fp16). Every training stage resumes from its last checkpoint.
 #   bash scripts/train_bundled.sh                 # everything
-#   STAGE=spatial bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | spatial | video | cues | install
+#   STAGE=spatial bash scripts/train_bundled.sh   # from a stage on: autoencoder | cache | spatial | video | cues | motion | install
 #   AUTOENCODER=shipped bash scripts/train_bundled.sh   # reuse the shipped model's autoencoder instead of training
 #                                                       # one (what the current bundled model did)
 #   STAGE=ablation bash scripts/train_bundled.sh  # only the decoupling's measurement: HiGen (configs/bundled/higen.yaml)
@@ -16,6 +16,7 @@ CONFIG=configs/bundled/higen.yaml
 SPATIAL_CONFIG=configs/bundled/attributes_spatial.yaml
 VIDEO_CONFIG=configs/bundled/attributes_video.yaml
 CUES_CONFIG=configs/bundled/attributes_cues.yaml
+MOTION_CONFIG=configs/bundled/attributes_motion.yaml
 STAGE=${STAGE:-autoencoder}
 
 if [ "$STAGE" = ablation ]; then
@@ -32,7 +33,7 @@ if [ "$STAGE" = ablation ]; then
   exit 0
 fi
 
-stages=(autoencoder cache spatial video cues install)
+stages=(autoencoder cache spatial video cues motion install)
 run_from=-1
 for i in "${!stages[@]}"; do [ "${stages[$i]}" = "$STAGE" ] && run_from=$i; done
 [ "$run_from" -ge 0 ] || { echo "STAGE must be one of: ${stages[*]} ablation (got '$STAGE')" >&2; exit 2; }
@@ -64,6 +65,9 @@ if [ "$run_from" -le 4 ]; then
   OMP_NUM_THREADS=2 "$HIGEN" train --config "$CUES_CONFIG" --resume >> runs/bundled_attr_cues.log 2>&1
 fi
 if [ "$run_from" -le 5 ]; then
-  # The shipped weights: the cue stage's EMA at its last step; the folder carries the generation defaults.
-  .venv/bin/python -m higen.bundled install runs/bundled_attr_cues/model
+  OMP_NUM_THREADS=2 "$HIGEN" train --config "$MOTION_CONFIG" --resume >> runs/bundled_attr_motion.log 2>&1
+fi
+if [ "$run_from" -le 6 ]; then
+  # The shipped weights: the motion stage's EMA at its last step; the folder carries the generation defaults.
+  .venv/bin/python -m higen.bundled install runs/bundled_attr_motion/model
 fi

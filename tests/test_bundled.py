@@ -74,30 +74,33 @@ def test_generate_uses_the_bundled_model_when_none_is_named(tmp_path):
     assert sidecar["model"] == str(BUNDLED_DIR) and sidecar["seed"] == 1
 
 
-def test_the_three_stages_chain_and_the_script_installs_the_last():
+def test_the_four_stages_chain_and_the_script_installs_the_last():
     """configs/bundled/attributes_video.yaml continues from the model attributes_spatial.yaml writes when it
-    finishes, attributes_cues.yaml from the video stage's, with the same UNet, text, autoencoder and generation
-    defaults; scripts/train_bundled.sh runs all three (resuming) and installs the cue stage's model
-    (docs/bundled_model.md)."""
+    finishes, attributes_cues.yaml from the video stage's and attributes_motion.yaml from the cue stage's, with
+    the same UNet, text, autoencoder and generation defaults; scripts/train_bundled.sh runs all four (resuming)
+    and installs the motion stage's model (docs/bundled_model.md)."""
     root = Path(__file__).resolve().parents[1]
     base = load_config(root / "configs/bundled/higen.yaml")
     spatial = load_config(root / "configs/bundled/attributes_spatial.yaml")
     video = load_config(root / "configs/bundled/attributes_video.yaml")
     cues = load_config(root / "configs/bundled/attributes_cues.yaml")
+    motion = load_config(root / "configs/bundled/attributes_motion.yaml")
     assert spatial.model.unet.attribute_values and spatial.loss.attribute_weight > 0
     assert spatial.data.videos is None and spatial.cues.image_probability == 1.0  # text to one frame only
-    for before, after in ((spatial, video), (video, cues)):
+    for before, after in ((spatial, video), (video, cues), (cues, motion)):
         assert after.model.init == "folder" and Path(after.model.path) == Path(before.train.output_dir) / "model"
         assert after.model.unet == before.model.unet and after.generation == before.generation == base.generation
         assert after.model.text_encoder == before.model.text_encoder and after.model.autoencoder == before.model.autoencoder
         assert after.train.output_dir != before.train.output_dir  # the earlier stage's checkpoints stay
         assert after.data.videos and 0 < after.cues.image_probability < 1
         assert [r.pattern for r in after.optim.param_groups] == ["@spatial"] and after.optim.param_groups[0].lr_scale < 1
-    # Image steps keep Min-SNR; the cue stage's video steps take the plain loss (docs/bundled_model.md).
+    # Image steps keep Min-SNR; the later stages' video steps take the plain loss (docs/bundled_model.md).
     assert video.loss.video_snr_gamma is None and video.loss.snr_gamma == cues.loss.snr_gamma > 0
-    assert cues.loss.video_snr_gamma == 0.0
+    assert cues.loss.video_snr_gamma == motion.loss.video_snr_gamma == 0.0
+    # Only the last stage moves the spatial prior (a widening of the loaded UNet, not in the release).
+    assert motion.model.add_prior_motion and not any(c.model.add_prior_motion for c in (spatial, video, cues))
     script = (root / "scripts/train_bundled.sh").read_text()
-    for config in ("attributes_spatial.yaml", "attributes_video.yaml", "attributes_cues.yaml"):
+    for config in ("attributes_spatial.yaml", "attributes_video.yaml", "attributes_cues.yaml", "attributes_motion.yaml"):
         assert f"configs/bundled/{config}" in script
-    assert script.count('--resume >> runs/bundled_attr_') == 3  # a stopped stage continues where it stopped
-    assert f"higen.bundled install {cues.train.output_dir}/model" in script
+    assert script.count('--resume >> runs/bundled_attr_') == 4  # a stopped stage continues where it stopped
+    assert f"higen.bundled install {motion.train.output_dir}/model" in script

@@ -442,7 +442,7 @@ def test_add_prior_motion_widens_a_folder_zero_initialised_and_resumes_into_the_
     cfg = tiny_config(tmp_path / "run", "model.init=folder", f"model.path={model}", "model.add_prior_motion=true")
     unet = build_unet(cfg)
     assert unet.config.prior_motion and expected_unet_config(cfg) == unet.config
-    assert not unet.prior_velocity.weight.any() and not unet.prior_velocity.bias.any()
+    assert not any(p.any() for p in unet.prior_velocity.parameters())
     resumed = build_unet(cfg, load_weights=False)  # resuming builds the widened UNet, to take the checkpoint's weights
     assert set(resumed.state_dict()) == set(unet.state_dict())
     with pytest.raises(ValueError, match="model.add_prior_motion"):

@@ -7,6 +7,7 @@ import torch
 from higen.cues import appearance_template, resample_appearance
 from higen.models.config import UNetConfig, tiny_unet_config
 from higen.io.checkpoint import CheckpointError, load_checkpoint_file
+from higen.models.layers import PriorVelocity
 from higen.models.unet import HiGenUNet
 from higen.models.vgen import unet_config_from_vgen_kwargs, unet_from_vgen_state_dict, unet_to_vgen_state_dict
 
@@ -77,32 +78,31 @@ def test_moved_prior_translates_each_frame_by_its_share_of_the_travel():
     assert travel.grad.abs().sum() > 0  # differentiable in the travel
 
 
-def test_prior_motion_is_zero_initialised_moves_the_prior_by_the_context_and_is_not_in_the_release():
+def test_prior_motion_is_zero_initialised_moves_the_prior_by_the_context_and_motion_and_is_not_in_the_release():
     config = tiny_unet_config(prior_motion=True)
     torch.manual_seed(0)
     model = randomize(HiGenUNet(config))
     with torch.no_grad():
-        model.prior_velocity.weight.zero_()
-        model.prior_velocity.bias.zero_()
+        for p in model.prior_velocity.parameters():
+            p.zero_()
     plain = HiGenUNet(tiny_unet_config())
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior_velocity.")})
     plain.eval()
     args = dict(inputs(config, f=4), spatial_prior=torch.randn(2, config.in_channels, 8, 8))
     with torch.no_grad():
         torch.testing.assert_close(model(**args), plain(**args), atol=1e-5, rtol=1e-4)  # zero travel: the release's path
-        model.prior_velocity.bias.copy_(torch.tensor([10.0, 0.0]))  # travel 0.2 sides to the right
+        model.prior_velocity.from_context.bias.copy_(torch.tensor([10.0, 0.0]))  # travel 0.2 sides to the right
         assert not torch.allclose(model(**args), plain(**args), atol=1e-3)
         image = dict(inputs(config, f=1), spatial_prior=args["spatial_prior"])
         torch.testing.assert_close(model(**image), plain(**image))  # one frame: nothing moves
-    # Widening a built UNet: zero-initialised, so it computes what it did.
     widened = HiGenUNet(tiny_unet_config()).eval()
     before = widened(**args).detach()
-    widened.add_prior_motion()
+    widened.add_prior_motion()  # widening a built UNet: zero-initialised, so it computes what it did
     assert widened.config.prior_motion and widened.prior_velocity is not None
     torch.testing.assert_close(widened(**args).detach(), before, atol=1e-5, rtol=1e-4)
     loss = widened(**args).pow(2).mean()
     loss.backward()
-    assert widened.prior_velocity.weight.grad is not None
+    assert widened.prior_velocity.from_context.weight.grad is not None
     with pytest.raises(ValueError, match="prior_motion"):
         unet_to_vgen_state_dict(model)
     import re
@@ -110,6 +110,24 @@ def test_prior_motion_is_zero_initialised_moves_the_prior_by_the_context_and_is_
     from higen.training.optim import SPATIAL_PATTERN  # the temporal stage's new weights, not the image model's
 
     assert not any(re.search(SPATIAL_PATTERN, k) for k in model.state_dict() if k.startswith("prior_velocity."))
+
+
+def test_prior_velocity_reads_the_direction_from_the_context_and_scales_it_with_the_motion_cue():
+    velocity = PriorVelocity(6)
+    context = torch.randn(3, 2, 3)
+    motion = torch.tensor([[0.0, 0.0], [32.0, 32.0], [16.0, 48.0]])  # mean motion 0, 32, 32
+    assert not velocity(context, motion).any()  # zero-initialised: no travel
+    with torch.no_grad():
+        velocity.from_context.bias.copy_(torch.tensor([5.0, -5.0]))  # 0.1 sides right and up
+        torch.testing.assert_close(velocity(context, motion), torch.tensor([[0.1, -0.1]] * 3))  # gain one
+        velocity.gain.weight.fill_(0.1)  # gain 1 + 10 * 0.1 * motion / 32
+        velocity.gain.bias.fill_(-0.1)  # ... - 1: travel proportional to the motion cue
+    travel = velocity(context, motion)
+    torch.testing.assert_close(travel, torch.tensor([[0.0, 0.0], [0.1, -0.1], [0.1, -0.1]]))
+    doubled = velocity(context, 2 * motion)
+    torch.testing.assert_close(doubled, 2 * travel)
+    travel[:, 0].sum().backward()
+    assert velocity.gain.weight.grad.abs() > 0 and velocity.from_context.weight.grad.abs().sum() > 0
 
 
 def test_frame_position_embedding_is_a_zero_initialised_temporal_branch_of_normalised_time():

@@ -43,10 +43,11 @@ class UNetConfig:
     # shape, ...). Non-empty replaces the text resampler by an AttributeContext (higen.models.layers): one
     # context token per attribute, read from the text by a learned parser. Empty: the release's resampler.
     attribute_values: tuple[int, ...] = ()
-    # Not in the release: a spatial prior that moves. A zero-initialised linear layer reads a travel (x, y in image
-    # sides over the clip) from the context tokens, and frame i gets the prior translated by travel * (i - F // 2) / F
-    # (higen.models.layers.moved_prior) in place of the same prior in every frame. The release adds one prior to
-    # every frame alike, and its layers have no cheap way to move it by a different amount in each frame.
+    # Not in the release: a spatial prior that moves. Zero-initialised linear layers read a travel (x, y in image
+    # sides over the clip) from the context tokens and scale it by the motion cue (higen.models.layers.PriorVelocity),
+    # and frame i gets the prior translated by travel * (i - F // 2) / F (higen.models.layers.moved_prior) in place
+    # of the same prior in every frame. The release adds one prior to every frame alike, and its layers have no
+    # cheap way to move it by a different amount in each frame.
     prior_motion: bool = False
     gradient_checkpointing: bool = False
 

@@ -185,6 +185,31 @@ def moved_prior(prior: torch.Tensor, travel: torch.Tensor, frames: int) -> torch
     return moved.reshape(b, frames, c, h, w).transpose(1, 2)
 
 
+class PriorVelocity(nn.Module):
+    """The spatial prior's travel over a clip (``UNetConfig.prior_motion``), ``b 2`` in image sides.
+
+    A direction and size read linearly from the flattened context tokens, scaled by a gain linear in the
+    clip's mean motion cue: the text says which way, the motion control how far. Both layers start at zero
+    (no travel, gain one). Their outputs are multiplied up (:attr:`travel_scale`, :attr:`gain_scale`) so
+    that an optimiser's steps of ~1e-4 move the travel by ~0.01 sides and the gain by ~0.003: the world's
+    travels are 0.1-0.5 sides and its motion cues 0-80.
+    """
+
+    travel_scale = 0.02
+    gain_scale = 10.0
+    motion_unit = 32.0  # a moving object's typical motion cue (floor(10 * |latent step|))
+
+    def __init__(self, context_features: int):
+        super().__init__()
+        self.from_context = zero_(nn.Linear(context_features, 2))
+        self.gain = zero_(nn.Linear(1, 1))
+
+    def forward(self, context: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        travel = self.travel_scale * self.from_context(context.flatten(1))
+        speed = motion.to(travel.dtype).mean(1, keepdim=True) / self.motion_unit
+        return travel * (1.0 + self.gain_scale * self.gain(speed))
+
+
 def add_frames(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Residual ``x`` ``(b f) c h w`` + ``y`` ``b f c h w`` (any strides), in ``x``'s memory layout.
 

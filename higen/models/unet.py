@@ -21,6 +21,7 @@ from higen.io.checkpoint import check_state_dict, load_checkpoint_file
 from higen.models.layers import (
     AttributeContext,
     Downsample,
+    PriorVelocity,
     ResBlock,
     SpatialTransformer,
     TemporalTransformer,
@@ -164,14 +165,10 @@ class HiGenUNet(nn.Module):
                 in_ch = out_ch
         return blocks
 
-    # The velocity layer's output times this is the travel: an optimiser's steps then move the travel by ~0.01
-    # image sides (the world's travels: 0.14-0.5).
-    prior_travel_scale = 0.02
-
-    def _prior_velocity(self) -> nn.Linear:
+    def _prior_velocity(self) -> PriorVelocity:
         c = self.config
         tokens = len(c.attribute_values) if c.attribute_values else c.num_text_tokens
-        return zero_(nn.Linear(tokens * c.context_dim, 2))
+        return PriorVelocity(tokens * c.context_dim)
 
     def add_prior_motion(self) -> "HiGenUNet":
         """Give a built UNet ``config.prior_motion`` (zero-initialised: it computes what it did until trained)."""
@@ -181,12 +178,12 @@ class HiGenUNet(nn.Module):
             self.prior_velocity = self._prior_velocity().to(device=weight.device, dtype=weight.dtype)
         return self
 
-    def prior_embedding(self, spatial_prior: torch.Tensor, context: torch.Tensor, frames: int) -> torch.Tensor:
+    def prior_embedding(self, spatial_prior: torch.Tensor, context: torch.Tensor, motion: torch.Tensor, frames: int) -> torch.Tensor:
         """The prior's embedding for every frame, ``b f C h w``: the same one broadcast, or (``prior_motion``,
-        more than one frame) the prior moved by the travel read from ``context``."""
+        more than one frame) the prior moved by the travel read from ``context`` and the ``motion`` cue."""
         if self.prior_velocity is None or frames == 1:
             return self.prior_embed(spatial_prior)[:, None].expand(-1, frames, -1, -1, -1)
-        travel = self.prior_travel_scale * self.prior_velocity(context.flatten(1))
+        travel = self.prior_velocity(context, motion)
         moved = rearrange(moved_prior(spatial_prior, travel, frames), "b c f h w -> (b f) c h w")
         return rearrange(self.prior_embed(moved), "(b f) c h w -> b f c h w", f=frames)
 
@@ -292,7 +289,7 @@ class HiGenUNet(nn.Module):
 
         x = self.input_conv(rearrange(x.to(dtype), "b c f h w -> (b f) c h w"))
         # The prior's embedding is added to every frame: broadcast, not repeated (unless it moves).
-        x = add_frames(x, self.prior_embedding(spatial_prior.to(dtype), context, f))
+        x = add_frames(x, self.prior_embedding(spatial_prior.to(dtype), context, motion.to(x.device), f))
         if self.input_temporal is not None:
             x = self.input_temporal(x, f)
         skips = [x]
