@@ -1,4 +1,4 @@
-"""The oracle ladder's and the direction gap's measurements (benchmarks/), which the model card cites."""
+"""The oracle ladder's, the direction gap's and the still drift's measurements (benchmarks/), which the model card cites."""
 
 import importlib.util
 from pathlib import Path
@@ -78,3 +78,27 @@ def test_the_moved_prior_keeps_the_middle_frame_and_moves_content_with_the_veloc
     assert centroid(moved[0, 0, 15], 0) - centroid(prior[0, 0], 0) == pytest.approx(3.5, abs=0.05)
     assert centroid(moved[0, 0, 0], 0) - centroid(prior[0, 0], 0) == pytest.approx(-4.0, abs=0.05)
     assert centroid(moved[1, 0, 15], 1) - centroid(prior[1, 0], 1) == pytest.approx(-3.5, abs=0.05)
+
+
+def test_still_drift_picks_still_clips_and_shares_the_conditional_travel_with_the_unconditional_branch():
+    from higen.models.config import tiny_unet_config
+    from higen.models.unet import HiGenUNet
+    from higen.world.captions import parse_prompt
+
+    drift = _benchmark("still_drift")
+    specs = drift.still_clips(3)
+    assert all(s.direction == "still" and s.change == "none" for s in specs)
+    assert all(parse_prompt(drift.prompt(s))["direction"] == "still" for s in specs)
+    unet = HiGenUNet(tiny_unet_config(prior_motion=True))
+    with torch.no_grad():
+        unet.prior_velocity.from_context.weight.normal_()  # a travel that depends on the context
+    context = torch.randn(4, unet.config.num_text_tokens, unet.config.context_dim)  # a guided batch of 2: [cond; uncond]
+    motion = torch.full((4, 3), 21.0)
+    before = unet.prior_velocity(context, motion)
+    assert not torch.allclose(before[:2], before[2:])
+    undo = drift.shared_travel(unet, batch=2)
+    shared = unet.prior_velocity(context, motion)
+    torch.testing.assert_close(shared, torch.cat([before[:2]] * 2))  # [cond; uncond]: uncond takes cond's travel
+    torch.testing.assert_close(unet.prior_velocity(context[:3], motion[:3]), before[:3])  # not a guided batch: as is
+    undo()
+    torch.testing.assert_close(unet.prior_velocity(context, motion), before)
