@@ -190,9 +190,9 @@ class PriorVelocity(nn.Module):
 
     A direction and size read linearly from the flattened context tokens, scaled by a gain linear in the
     clip's mean motion cue: the text says which way, the motion control how far. Both layers start at zero
-    (no travel, gain one). Their outputs are multiplied up (:attr:`travel_scale`, :attr:`gain_scale`) so
-    that an optimiser's steps of ~1e-4 move the travel by ~0.01 sides and the gain by ~0.003: the world's
-    travels are 0.1-0.5 sides and its motion cues 0-80.
+    (no travel, gain one). Their outputs are scaled (:attr:`travel_scale`, :attr:`gain_scale`) so that an
+    optimiser at a learning rate of ~1e-4 reaches the world's travels (0.1-0.5 sides) and a gain that varies
+    over its motion cues (0-80) within a few hundred steps.
     """
 
     travel_scale = 0.02
