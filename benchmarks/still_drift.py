@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -44,9 +45,10 @@ def prompt(spec) -> str:
     return f"a {spec.colour} {spec.shape} standing still on a {spec.background} background"
 
 
+@contextmanager
 def shared_travel(unet: torch.nn.Module, batch: int):
-    """Make ``unet``'s moving prior give the unconditional half of a guided batch (``[cond; uncond]``, twice
-    ``batch``) the conditional half's travel. Returns a function that undoes it."""
+    """Within it, ``unet``'s moving prior gives the unconditional half of a guided batch (``[cond; uncond]``,
+    twice ``batch``) the conditional half's travel."""
     velocity = unet.prior_velocity
     forward = velocity.forward
 
@@ -55,7 +57,10 @@ def shared_travel(unet: torch.nn.Module, batch: int):
         return torch.cat([travel[:batch]] * 2) if travel.shape[0] == 2 * batch else travel
 
     velocity.forward = both_branches
-    return lambda: setattr(velocity, "forward", forward)
+    try:
+        yield unet
+    finally:
+        velocity.forward = forward
 
 
 def judged(videos: np.ndarray) -> dict:
@@ -84,18 +89,13 @@ def main() -> None:
     priors = {"true": true,
               "blurred": np.clip(gaussian_blur(true.astype(np.float32), args.blur, axes=(1, 2)), 0, 255).astype(np.uint8),
               "generated": None}
-    modes = [False, True] if args.shared_travel else [False]
-    for shared in modes:
-        undo = shared_travel(pipe.unet, len(specs)) if shared else None
-        try:
+    for shared in [False, True] if args.shared_travel else [False]:
+        with shared_travel(pipe.unet, len(specs)) if shared else nullcontext():
             for motion in args.motion:
                 for name, keyframe in priors.items():
                     out = pipe(prompts, keyframe=keyframe, seed=args.seed, motion=motion)
                     row = {"prior": name, "motion": motion, "shared travel": shared, **judged(np.asarray(out.video))}
                     print(json.dumps(row), flush=True)
-        finally:
-            if undo:
-                undo()
 
 
 if __name__ == "__main__":

@@ -96,9 +96,8 @@ def test_still_drift_picks_still_clips_and_shares_the_conditional_travel_with_th
     motion = torch.full((4, 3), 21.0)
     before = unet.prior_velocity(context, motion)
     assert not torch.allclose(before[:2], before[2:])
-    undo = drift.shared_travel(unet, batch=2)
-    shared = unet.prior_velocity(context, motion)
-    torch.testing.assert_close(shared, torch.cat([before[:2]] * 2))  # [cond; uncond]: uncond takes cond's travel
-    torch.testing.assert_close(unet.prior_velocity(context[:3], motion[:3]), before[:3])  # not a guided batch: as is
-    undo()
+    with drift.shared_travel(unet, batch=2):
+        shared = unet.prior_velocity(context, motion)
+        torch.testing.assert_close(shared, torch.cat([before[:2]] * 2))  # [cond; uncond]: uncond takes cond's travel
+        torch.testing.assert_close(unet.prior_velocity(context[:3], motion[:3]), before[:3])  # not a guided batch: as is
     torch.testing.assert_close(unet.prior_velocity(context, motion), before)

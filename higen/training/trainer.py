@@ -152,11 +152,10 @@ def _train(cfg: TrainConfig, world: World, components: Components | None, data_f
     video_gamma = cfg.loss.snr_gamma if cfg.loss.video_snr_gamma is None else cfg.loss.video_snr_gamma
     loss_fns = {"image": VPredictionLoss(components.schedule, cfg.loss.foreground_weight, cfg.loss.snr_gamma),
                 "video": VPredictionLoss(components.schedule, cfg.loss.foreground_weight, video_gamma)}
-    loss_fn = loss_fns["video"]
     attribute_loss = AttributeLoss(unet.config.attribute_values, cfg.loss.attribute_weight) if cfg.loss.attribute_weight else None
     t_low, t_high = cfg.loss.timesteps
-    if t_high > loss_fn.num_timesteps:
-        raise ValueError(f"config: loss.timesteps {list(cfg.loss.timesteps)} goes past the schedule's {loss_fn.num_timesteps} steps")
+    if t_high > components.schedule.num_train_timesteps:
+        raise ValueError(f"config: loss.timesteps {list(cfg.loss.timesteps)} goes past the schedule's {components.schedule.num_train_timesteps} steps")
     conditioner = Conditioner(
         components.text_encoder, components.autoencoder, components.embedder, seed=t_cfg.seed,
         caption_dropout=cfg.cues.caption_dropout, appearance_scale=resolve_appearance_scale(cfg.cues), device=device,
