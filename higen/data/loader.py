@@ -137,6 +137,9 @@ class _Stream:
             LoadDataset(self.source, self.name, self.seed), batch_sampler=_Chunks(self, self.epoch, self.position),
             num_workers=self.num_workers, collate_fn=as_list, generator=torch.Generator().manual_seed(self.seed % 2**63),
             prefetch_factor=2 if self.num_workers else None,
+            # Workers forked from a process whose OpenMP pool has run can hang in their first torch op (seen in
+            # CI: both workers parked on a futex inside fit_frames); forkserver workers start from a clean process.
+            multiprocessing_context="forkserver" if self.num_workers else None,
         )
 
     def _skip(self, loaded: Loaded) -> None:
