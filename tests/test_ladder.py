@@ -1,4 +1,4 @@
-"""The oracle ladder's, the direction gap's and the still drift's measurements (benchmarks/), which the model card cites."""
+"""The oracle ladder's, the direction gap's, the still drift's and the appearance change's measurements (benchmarks/), which the model card cites."""
 
 import importlib.util
 from pathlib import Path
@@ -101,3 +101,25 @@ def test_still_drift_picks_still_clips_and_shares_the_conditional_travel_with_th
         torch.testing.assert_close(shared, torch.cat([before[:2]] * 2))  # [cond; uncond]: uncond takes cond's travel
         torch.testing.assert_close(unet.prior_velocity(context[:3], motion[:3]), before[:3])  # not a guided batch: as is
     torch.testing.assert_close(unet.prior_velocity(context, motion), before)
+
+
+def test_appearance_change_prompts_still_colour_changes_and_can_give_each_frame_its_own_prior():
+    from higen.models.config import tiny_unet_config
+    from higen.models.unet import HiGenUNet
+    from higen.world.captions import parse_prompt
+
+    change = _benchmark("appearance_change")
+    specs = change.changing_clips(3)
+    assert all(s.direction == "still" and s.change == "colour" and s.end_colour != s.colour for s in specs)
+    named = [parse_prompt(change.prompt(s, said=True)) for s in specs]
+    assert [(a["colour"], a["change"], a["end_colour"]) for a in named] == [(s.colour, "colour", s.end_colour) for s in specs]
+    assert all(parse_prompt(change.prompt(s, said=False))["change"] is None for s in specs)
+    unet = HiGenUNet(tiny_unet_config()).eval()
+    frames = torch.randn(2, 4, unet.config.in_channels, 8, 8)  # b f c h w
+    prior, context, motion = torch.randn(4, unet.config.in_channels, 8, 8), None, torch.zeros(4, 3)
+    with change.per_frame_prior(unet, frames):
+        got = unet.prior_embedding(prior, context, motion, 4)  # a guided batch of 2: [cond; uncond]
+    expected = unet.prior_embed(frames.flatten(0, 1)).reshape(2, 4, -1, 8, 8)
+    torch.testing.assert_close(got, torch.cat([expected] * 2))
+    assert unet.prior_embedding(prior, context, motion, 4).shape == got.shape  # restored: the prior as given
+    torch.testing.assert_close(unet.prior_embedding(prior, context, motion, 4)[:, 0], unet.prior_embed(prior))
