@@ -23,21 +23,18 @@ import torch
 from einops import rearrange
 
 from higen.pipeline.pipeline import HiGenPipeline
-from higen.world.dataset import world_clip
 from higen.world.judge import measure
 from higen.world.render import render
+from direction_probe import heldout_clips  # benchmarks/ is the script's folder
 
 
 def changing_clips(n: int) -> list:
     """The first ``n`` held-out clips whose object changes colour, made to stand still at their middle position."""
-    specs, index = [], 0
-    while len(specs) < n:
-        spec, _ = world_clip(0, index, "heldout")
-        index += 1
-        if spec.change == "colour":
-            middle = tuple(float(x) for x in spec.centre(np.array([0.5]))[0])
-            specs.append(dataclasses.replace(spec, direction="still", speed=0.0, start=middle))
-    return specs
+    def standing(spec):
+        middle = tuple(float(x) for x in spec.centre(np.array([0.5]))[0])
+        return dataclasses.replace(spec, direction="still", speed=0.0, start=middle)
+
+    return [standing(spec) for spec in heldout_clips(n, lambda spec: spec.change == "colour")]
 
 
 def prompt(spec, said: bool) -> str:
@@ -51,7 +48,7 @@ def per_frame_prior(unet: torch.nn.Module, frames: torch.Tensor):
     plain and the guided (``[cond; uncond]``) batch alike."""
     embedding = unet.prior_embedding
 
-    def given(spatial_prior, context, motion, f, appearance=None):
+    def given(spatial_prior, context, motion, f):
         lat = frames.to(spatial_prior.dtype)
         lat = torch.cat([lat] * (spatial_prior.shape[0] // lat.shape[0]))
         return rearrange(unet.prior_embed(lat.flatten(0, 1)), "(b f) c h w -> b f c h w", f=f)

@@ -27,15 +27,20 @@ from higen.world.render import render
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
-def moving_clips(n: int) -> list:
-    """The first ``n`` held-out clips that move and do not change appearance."""
+def heldout_clips(n: int, keep) -> list:
+    """The specs of the first ``n`` held-out world clips for which ``keep(spec)`` is true."""
     specs, index = [], 0
     while len(specs) < n:
         spec, _ = world_clip(0, index, "heldout")
         index += 1
-        if spec.direction in OPPOSITE and spec.change == "none":
+        if keep(spec):
             specs.append(spec)
     return specs
+
+
+def moving_clips(n: int) -> list:
+    """The first ``n`` held-out clips that move and do not change appearance."""
+    return heldout_clips(n, lambda spec: spec.direction in OPPOSITE and spec.change == "none")
 
 
 def prompt(spec, direction: str) -> str:

@@ -25,20 +25,14 @@ import numpy as np
 import torch
 
 from higen.pipeline.pipeline import HiGenPipeline
-from higen.world.dataset import world_clip
 from higen.world.judge import gaussian_blur, measure
 from higen.world.render import render
+from direction_probe import heldout_clips  # benchmarks/ is the script's folder
 
 
 def still_clips(n: int) -> list:
     """The first ``n`` held-out clips whose object stands still and keeps its appearance."""
-    specs, index = [], 0
-    while len(specs) < n:
-        spec, _ = world_clip(0, index, "heldout")
-        index += 1
-        if spec.direction == "still" and spec.change == "none":
-            specs.append(spec)
-    return specs
+    return heldout_clips(n, lambda spec: spec.direction == "still" and spec.change == "none")
 
 
 def prompt(spec) -> str:
